@@ -1,0 +1,47 @@
+"""Model builders, one file per family; each is a plain function taking keyword arguments and a
+`QuantConfig` that says how to make its quantized layers.
+
+To add a family: write ``suite/models/FAMILY.py`` with a builder ``def NAME(*, num_classes,
+in_shape, quant, ...)`` and add it to `MODELS`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from typing import Callable
+
+import torch.nn as nn
+
+from suite.errors import UserError
+from suite.models.mlp import mlp
+from suite.nn import QuantConfig
+
+MODELS: dict[str, Callable[..., nn.Module]] = {"mlp": mlp}
+
+# Supplied by the harness from the dataset and the variant, never by the spec's [model] table.
+_HARNESS_ARGS = {"num_classes", "in_shape", "quant"}
+
+
+def check_model(model_spec, where: str) -> None:
+    """Name known, and every key of the spec's [model] table an argument of the builder."""
+    if model_spec.name not in MODELS:
+        close = difflib.get_close_matches(model_spec.name, list(MODELS), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise UserError(f"{where}.name: unknown model {model_spec.name!r}{hint}; known: {', '.join(MODELS)}")
+    params = inspect.signature(MODELS[model_spec.name]).parameters
+    valid = [p for p in params if p not in _HARNESS_ARGS]
+    for key in model_spec.params:
+        if key not in valid:
+            close = difflib.get_close_matches(key, valid, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise UserError(f"{where}.{key}: not an argument of model {model_spec.name!r}{hint}; "
+                            f"it takes: {', '.join(valid)}")
+
+
+def build_model(model_spec, *, num_classes: int, in_shape: tuple[int, ...], quant: QuantConfig) -> nn.Module:
+    try:
+        return MODELS[model_spec.name](num_classes=num_classes, in_shape=in_shape, quant=quant,
+                                       **model_spec.params)
+    except (TypeError, ValueError) as e:
+        raise UserError(f"model {model_spec.name!r}: {e}") from None

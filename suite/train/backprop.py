@@ -1,0 +1,37 @@
+"""Backpropagation: one epoch of training and the evaluation pass.
+
+The hot loop does only what a bare PyTorch loop does (index a batch, forward, backward, step,
+clip latent weights) and keeps the loss sum on the device: no host sync until the epoch ends.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from suite.nn import clip_latent_weights
+
+
+def train_epoch(model: nn.Module, optimizer, loss_fn, x, y, batches, clip_targets) -> torch.Tensor:
+    """Train over `batches` (index tensors); returns the mean training loss as a 0-d tensor."""
+    model.train()
+    total = torch.zeros((), device=x.device)
+    for idx in batches:
+        loss = loss_fn(model(x[idx]), y[idx])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if clip_targets:
+            clip_latent_weights(clip_targets)
+        total += loss.detach()
+    return total / max(len(batches), 1)
+
+
+@torch.no_grad()
+def error_percent(model: nn.Module, x, y, batch_size: int) -> float:
+    """Classification error in percent over (x, y), evaluated in eval mode."""
+    model.eval()
+    wrong = torch.zeros((), dtype=torch.long, device=x.device)
+    for i in range(0, len(x), batch_size):
+        wrong += (model(x[i:i + batch_size]).argmax(1) != y[i:i + batch_size]).sum()
+    return 100.0 * wrong.item() / max(len(x), 1)

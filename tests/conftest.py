@@ -1,0 +1,32 @@
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = Path(os.environ.get("SUITE_DATA_DIR") or ROOT.parent / "shared" / "data")
+
+
+@pytest.fixture(autouse=True)
+def _deterministic_threads():
+    torch.manual_seed(0)
+    yield
+
+
+@pytest.fixture
+def shared_mnist() -> Path:
+    """The real MNIST beside the project (CI has it); the test is skipped where it is absent."""
+    raw = SHARED_DATA / "MNIST" / "raw"
+    if not (raw / "train-images-idx3-ubyte.gz").exists():
+        pytest.skip(f"real MNIST not found at {raw}")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def results(tmp_path, monkeypatch) -> Path:
+    """An empty results folder for the test (the project's results/ is never touched)."""
+    out = tmp_path / "results"
+    monkeypatch.setenv("SUITE_RESULTS_DIR", str(out))
+    monkeypatch.chdir(ROOT)
+    return out
