@@ -68,7 +68,7 @@ def run_config_hash(spec: Spec, variant: VariantSpec, data_info: dict) -> str:
 def execute(run: Run, data: Splits, device: torch.device, results_dir: Path,
             progress: bool = True) -> Path:
     """Train and measure one run; write its record (also when it fails) and return its path."""
-    spec, variant, t = run.spec, run.variant, run.spec.train
+    spec, variant = run.spec, run.variant
     run_id = new_run_id()
     record = {
         "schema": SCHEMA, "run_id": run_id, "status": "failed", "started": now_utc(), "finished": None,
@@ -92,46 +92,70 @@ def execute(run: Run, data: Splits, device: torch.device, results_dir: Path,
     return path
 
 
+class Trainer:
+    """One run's training state, and one epoch at a time: train (timed, peak memory), evaluate
+    (timed separately), return the epoch's measurements."""
+
+    def __init__(self, run: Run, data: Splits, device: torch.device):
+        spec, self.train_spec = run.spec, run.spec.train
+        self.data, self.device = data, device
+        self.generator = seed_everything(run.seed)
+        self.model = build_model(spec.model, num_classes=data.num_classes, in_shape=data.in_shape,
+                                 quant=quant_config(run.variant)).to(device)
+        self.optimizer = make_optimizer(self.train_spec, self.model)
+        self.scheduler = make_scheduler(self.train_spec, self.optimizer)
+        self.loss_fn = LOSSES[self.train_spec.loss]
+        self.clip_targets = latent_clip_targets(self.model)
+        self.peak = PeakMemory(device)
+
+    def model_summary(self) -> dict:
+        mem = weight_memory(self.model)
+        return {"parameters": sum(p.numel() for p in self.model.parameters()),
+                "weight_memory_bytes": mem["total_bytes"], "float32_weight_bytes": mem["float32_bytes"],
+                "weight_memory_saving": mem["saving"], "quantized_weight_saving": mem["quantized_saving"]}
+
+    def train_one_epoch(self) -> tuple[torch.Tensor, float, dict, int]:
+        """Mean loss (a device tensor: no sync here), training seconds, peak memory, samples."""
+        t = self.train_spec
+        batches = batch_indices(len(self.data.train_x), t.batch_size, self.generator, self.device)
+        self.peak.reset()
+        with Stopwatch(self.device) as clock:
+            loss = train_epoch(self.model, self.optimizer, self.loss_fn, self.data.train_x,
+                               self.data.train_y, batches, self.clip_targets)
+        return loss, clock.seconds, self.peak.read(), len(batches) * t.batch_size
+
+    def evaluate(self) -> tuple[float | None, float, float]:
+        d, bs = self.data, self.train_spec.eval_batch_size
+        with Stopwatch(self.device) as clock:
+            val_error = error_percent(self.model, d.val_x, d.val_y, bs) if len(d.val_x) else None
+            test_error = error_percent(self.model, d.test_x, d.test_y, bs)
+        return val_error, test_error, clock.seconds
+
+    def epoch(self, number: int) -> dict:
+        lr = self.optimizer.param_groups[0]["lr"]
+        loss, train_seconds, memory, samples = self.train_one_epoch()
+        val_error, test_error, eval_seconds = self.evaluate()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        return {"epoch": number, "lr": lr, "train_loss": loss.item(), "val_error": val_error,
+                "test_error": test_error, "train_seconds": train_seconds, "eval_seconds": eval_seconds,
+                "samples_per_second": samples / train_seconds, **memory}
+
+
 def _train(run: Run, data: Splits, device: torch.device, record: dict, progress: bool) -> None:
-    spec, variant, t = run.spec, run.variant, run.spec.train
-    generator = seed_everything(run.seed)
-    model = build_model(spec.model, num_classes=data.num_classes, in_shape=data.in_shape,
-                        quant=quant_config(variant)).to(device)
-    optimizer = make_optimizer(t, model)
-    scheduler = make_scheduler(t, optimizer)
-    loss_fn = LOSSES[t.loss]
-    clip_targets = latent_clip_targets(model)
-    mem = weight_memory(model)
-    record["model"] = {"parameters": sum(p.numel() for p in model.parameters()),
-                       "weight_memory_bytes": mem["total_bytes"], "float32_weight_bytes": mem["float32_bytes"],
-                       "weight_memory_saving": mem["saving"]}
-    peak = PeakMemory(device)
-    record["memory_method"] = peak.cpu_method
-    n_train = len(data.train_x)
-    bar = tqdm(range(1, t.epochs + 1), desc=f"{spec.name}/{variant.name}/s{run.seed}",
+    trainer = Trainer(run, data, device)
+    record["model"] = trainer.model_summary()
+    record["memory_method"] = trainer.peak.cpu_method
+    bar = tqdm(range(1, run.spec.train.epochs + 1), desc=f"{run.spec.name}/{run.variant.name}/s{run.seed}",
                unit="epoch", disable=not progress, leave=False)
-    for epoch in bar:
-        lr = optimizer.param_groups[0]["lr"]
-        batches = batch_indices(n_train, t.batch_size, generator, device)
-        peak.reset()
-        with Stopwatch(device) as train_time:
-            mean_loss = train_epoch(model, optimizer, loss_fn, data.train_x, data.train_y, batches, clip_targets)
-        memory = peak.read()
-        with Stopwatch(device) as eval_time:
-            val_error = error_percent(model, data.val_x, data.val_y, t.eval_batch_size) if len(data.val_x) else None
-            test_error = error_percent(model, data.test_x, data.test_y, t.eval_batch_size)
-        train_loss = mean_loss.item()
-        if scheduler is not None:
-            scheduler.step()
-        record["epochs"].append({
-            "epoch": epoch, "lr": lr, "train_loss": train_loss, "val_error": val_error,
-            "test_error": test_error, "train_seconds": train_time.seconds, "eval_seconds": eval_time.seconds,
-            "samples_per_second": len(batches) * t.batch_size / train_time.seconds, **memory})
-        bar.set_postfix(loss=f"{train_loss:.4f}", val=f"{val_error if val_error is not None else float('nan'):.2f}%",
-                        test=f"{test_error:.2f}%")
-        if not math.isfinite(train_loss):
+    for number in bar:
+        e = trainer.epoch(number)
+        record["epochs"].append(e)
+        val = e["val_error"] if e["val_error"] is not None else float("nan")
+        bar.set_postfix(loss=f"{e['train_loss']:.4f}", val=f"{val:.2f}%", test=f"{e['test_error']:.2f}%")
+        if not math.isfinite(e["train_loss"]):
             record["status"] = "diverged"
-            record["error"] = f"training loss {train_loss} at epoch {epoch}"
+            record["error"] = f"training loss {e['train_loss']} at epoch {number}"
             break
     else:
         record["status"] = "completed"

@@ -25,7 +25,7 @@ import json
 import os
 import secrets
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 SCHEMA = 1
@@ -34,12 +34,12 @@ REQUIRED = ("schema", "run_id", "status", "spec", "variant", "seed", "epochs", "
 
 
 def now_utc() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def new_run_id() -> str:
     """Sortable by start time, unique across concurrent runs (random suffix)."""
-    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
 
 
 def record_path(results_dir: Path, spec: str, profile: str, variant: str, seed: int, run_id: str) -> Path:

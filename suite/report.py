@@ -79,7 +79,8 @@ def profile_table(records: list[dict], baselines: pd.DataFrame | None) -> tuple[
     by_variant = defaultdict(list)
     for r in records:
         by_variant[r["variant"]].append(r)
-    order = [v["name"] for v in resolved["variants"]] + sorted(set(by_variant) - {v["name"] for v in resolved["variants"]})
+    known = [v["name"] for v in resolved["variants"]]
+    order = known + sorted(set(by_variant) - set(known))
     variant_info = {v["name"]: v for v in resolved["variants"]}
     rows, facts = [], {"older": 0, "not_completed": [], "data": {}, "provenance": set(), "scaled_down": False,
                        "records": 0, "baselines": []}
@@ -222,12 +223,12 @@ def plot_curves(records: list[dict], path: Path) -> None:
         if n == 0:
             continue
         x = list(range(1, n + 1))
-        for ax, key in zip(axes, ("train_loss", "val_error", "test_error")):
+        for ax, key in zip(axes, ("train_loss", "val_error", "test_error"), strict=True):
             ys = [statistics.fmean(r["epochs"][i][key] for r in runs) for i in range(n)
                   if all(r["epochs"][i][key] is not None for r in runs)]
             if ys:
                 ax.plot(x[: len(ys)], ys, label=f"{name} (n={len(runs)})", marker="." if n < 30 else None)
-    for ax, title in zip(axes, ("training loss", "validation error (%)", "test error (%)")):
+    for ax, title in zip(axes, ("training loss", "validation error (%)", "test error (%)"), strict=True):
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)

@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from suite.quant import BinaryConnect, build_quantizer, parse_quantizer, sign_pm1
 from suite.errors import UserError
+from suite.quant import BinaryConnect, build_quantizer, parse_quantizer, sign_pm1
 
 
 def test_sign_pm1_maps_zero_to_plus_one():

@@ -1,6 +1,5 @@
 """Records are written atomically and never overwritten; tables come only from records."""
 
-import copy
 import json
 
 import pytest
@@ -26,7 +25,8 @@ def _record(variant, seed, err, run_id, *, status="completed", config="abc", pro
                  "test_set": "full test set"},
         "model": {"weight_memory_bytes": 1024 * 100, "weight_memory_saving": 31.0},
         "epochs": [{"epoch": 1, "train_loss": 0.5, "val_error": err + 0.1, "test_error": err}],
-        "summary": {"epochs_run": 1, "test_error_at_best_val": err, "median_epoch_seconds": 2.0 if variant == "det" else 1.6,
+        "summary": {"epochs_run": 1, "test_error_at_best_val": err,
+                    "median_epoch_seconds": 2.0 if variant == "det" else 1.6,
                     "peak_rss_mb": 900.0, "peak_cuda_mb": None},
         "provenance": {"device": "cpu", "device_name": "test cpu", "torch": "2.14.1", "torch_threads": 2,
                        "git_commit": "abc"},

@@ -30,7 +30,8 @@ def test_profile_overrides_and_set():
 
 def test_paper_profile_is_the_protocol():
     spec = load_spec(BASE, "paper")
-    assert (spec.train.batch_size, spec.train.epochs, spec.data.train_size, spec.data.val_size) == (200, 1000, 50000, 10000)
+    t, d = spec.train, spec.data
+    assert (t.batch_size, t.epochs, d.train_size, d.val_size) == (200, 1000, 50000, 10000)
     assert spec.train.loss == "squared_hinge"
     assert spec.model.params["hidden"] == [1024, 1024, 1024]
 
@@ -56,7 +57,8 @@ def _write(tmp_path: Path, text: str) -> Path:
     (('optimizer = "sgd"', 'optimizer = "adamw"'), r"train.optimizer: 'adamw' is not one of sgd, adam"),
     (('weight_quantizer = "binaryconnect"', 'weight_quantizer = "binaryconect"'),
      r"variants.det.weight_quantizer: unknown quantizer 'binaryconect' \(did you mean 'binaryconnect'\?\)"),
-    (("hidden = [1024, 1024, 1024]", "hiden = [1024]"), r"model.hiden: not an argument of model 'mlp' \(did you mean 'hidden'\?\)"),
+    (("hidden = [1024, 1024, 1024]", "hiden = [1024]"),
+     r"model.hiden: not an argument of model 'mlp' \(did you mean 'hidden'\?\)"),
     (('dataset = "mnist"', 'dataset = "mnsit"'), r"data.dataset: unknown dataset 'mnsit' \(did you mean 'mnist'\?\)"),
     (("[data]", "[data]\nbogus = 1"), r"data.bogus: unknown key"),
     (("[train]", "[train\n"), r"malformed TOML"),

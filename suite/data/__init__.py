@@ -30,7 +30,7 @@ class Splits:
     num_classes: int
     info: dict = field(default_factory=dict)
 
-    def to(self, device) -> "Splits":
+    def to(self, device) -> Splits:
         moved = {k: getattr(self, k).to(device) for k in ("train_x", "train_y", "val_x", "val_y", "test_x", "test_y")}
         return Splits(**moved, num_classes=self.num_classes, info=self.info)
 

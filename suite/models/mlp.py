@@ -9,7 +9,7 @@ import torch.nn as nn
 from suite.nn import QuantConfig
 
 
-def mlp(*, num_classes: int, in_shape: tuple[int, ...], quant: QuantConfig = QuantConfig(),
+def mlp(*, num_classes: int, in_shape: tuple[int, ...], quant: QuantConfig | None = None,
         hidden: list[int] = (1024, 1024, 1024), batchnorm: bool = True, bn_momentum: float = 0.1,
         bn_eps: float = 1e-4, output_batchnorm: bool = True, dropout: float = 0.0) -> nn.Sequential:
     """Flatten -> [Linear -> BatchNorm -> ReLU] x len(hidden) -> Linear (-> BatchNorm).
@@ -21,6 +21,7 @@ def mlp(*, num_classes: int, in_shape: tuple[int, ...], quant: QuantConfig = Qua
     """
     if not all(isinstance(h, int) and h > 0 for h in hidden):
         raise ValueError(f"hidden must be a list of positive integers, got {hidden!r}")
+    quant = quant or QuantConfig()
     layers: list[nn.Module] = [nn.Flatten()]
     width = math.prod(in_shape)
     for h in hidden:

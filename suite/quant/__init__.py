@@ -9,8 +9,8 @@ quote its paper equation in the docstring, and add a test that computes a small 
 Attribute ``bits`` is the weight precision at inference (used by the bit accounting).
 """
 
-from suite.quant.registry import QUANTIZERS, build_quantizer, parse_quantizer, register
 from suite.quant.binary import BinaryConnect, Identity, sign_pm1
+from suite.quant.registry import QUANTIZERS, build_quantizer, parse_quantizer, register
 
 __all__ = ["QUANTIZERS", "build_quantizer", "parse_quantizer", "register",
            "BinaryConnect", "Identity", "sign_pm1"]
