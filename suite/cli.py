@@ -37,6 +37,17 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--results-dir", type=Path, help="default: results/ (or $SUITE_RESULTS_DIR)")
     run.add_argument("--quiet", action="store_true", help="no progress bars, only the summary lines")
     run.add_argument("--no-report", action="store_true", help="do not regenerate the table after the runs")
+    again = run.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true",
+                       help="only continue interrupted runs (from their last complete epoch); skip the others")
+    again.add_argument("--fresh", action="store_true",
+                       help="start every run anew even where an interrupted one could be continued "
+                       "(default: continue it)")
+
+    summ = sub.add_parser("summary", help="bit accounting of each variant's model: weight memory, MACs by precision")
+    summ.add_argument("spec")
+    summ.add_argument("--profile", default="paper", help="default: paper (the paper's model)")
+    summ.add_argument("--variant", dest="variants", action="append", metavar="NAME")
 
     rep = sub.add_parser("report", help="regenerate tables and plots from the records")
     rep.add_argument("spec", nargs="?", help="only this spec (default: every spec with records)")
@@ -65,7 +76,7 @@ def cmd_run(args) -> int:
     import torch
 
     from suite.data import load_splits
-    from suite.harness import execute, plan
+    from suite.harness import execute, has_checkpoint, plan
     from suite.measure import pick_device
     from suite.paths import results_dir
     from suite.report import report
@@ -84,8 +95,11 @@ def cmd_run(args) -> int:
           file=sys.stderr)
     failed = 0
     for run in runs:
+        if args.resume and not has_checkpoint(out, run, data.info):
+            print(f"  {run.variant.name} seed {run.seed}: nothing to resume, skipped", file=sys.stderr)
+            continue
         try:
-            path = execute(run, data, device, out, progress=not args.quiet)
+            path = execute(run, data, device, out, progress=not args.quiet, resume=not args.fresh)
         except UserError:
             raise
         except Exception as e:  # noqa: BLE001 - one failing run does not stop the others
@@ -105,6 +119,24 @@ def cmd_run(args) -> int:
             if not args.quiet:
                 print(table.read_text())
     return 1 if failed else 0
+
+
+def cmd_summary(args) -> int:
+    from suite.data import IN_SHAPES, NUM_CLASSES
+    from suite.harness import quant_config
+    from suite.models import build_model
+    from suite.nn.summary import format_summary, model_summary
+    from suite.spec import find_spec, load_spec
+
+    spec = load_spec(find_spec(args.spec), args.profile)
+    for name in args.variants or [v.name for v in spec.variants]:
+        v = spec.variant(name)
+        shape = IN_SHAPES[spec.data.dataset]
+        model = build_model(spec.model, num_classes=NUM_CLASSES[spec.data.dataset], in_shape=shape,
+                            quant=quant_config(v))
+        print(f"## {spec.name} [{spec.profile}] — {v.label or v.name}\n")
+        print(format_summary(model_summary(model, shape)) + "\n")
+    return 0
 
 
 def cmd_report(args) -> int:
@@ -132,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_list()
         if args.command == "run":
             return cmd_run(args)
+        if args.command == "summary":
+            return cmd_summary(args)
         return cmd_report(args)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -18,13 +18,16 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from suite import checkpoint
+from suite.checkpoint import RunLock, checkpoint_path, find_resumable, restore_rng_states, rng_states
 from suite.data import Splits, batch_indices
 from suite.measure import PeakMemory, Stopwatch, provenance
 from suite.models import build_model
 from suite.nn import QuantConfig, latent_clip_targets, weight_memory
 from suite.records import SCHEMA, new_run_id, now_utc, record_path, write_record
 from suite.spec import Spec, VariantSpec, config_hash
-from suite.train.backprop import error_percent, train_epoch
+from suite.train import METHODS
+from suite.train.backprop import error_percent
 from suite.train.losses import LOSSES
 from suite.train.optim import make_optimizer, make_scheduler
 
@@ -51,7 +54,8 @@ def seed_everything(seed: int) -> torch.Generator:
 
 
 def quant_config(variant: VariantSpec) -> QuantConfig:
-    return QuantConfig(weight_quantizer=variant.weight_quantizer, clip_weights=variant.clip_weights,
+    return QuantConfig(weight_quantizer=variant.weight_quantizer, input_quantizer=variant.input_quantizer,
+                       gradient_quantizer=variant.gradient_quantizer, clip_weights=variant.clip_weights,
                        lr_scale=variant.lr_scale, weight_init_range=variant.weight_init_range)
 
 
@@ -65,30 +69,69 @@ def run_config_hash(spec: Spec, variant: VariantSpec, data_info: dict) -> str:
     return config_hash(resolved)
 
 
-def execute(run: Run, data: Splits, device: torch.device, results_dir: Path,
-            progress: bool = True) -> Path:
-    """Train and measure one run; write its record (also when it fails) and return its path."""
+def has_checkpoint(results_dir: Path, run: Run, data_info: dict) -> bool:
+    """Whether an interrupted run of this configuration could be continued (nothing locked)."""
+    config = run_config_hash(run.spec, run.variant, data_info)
+    found = find_resumable(Path(results_dir), run.spec.name, run.spec.profile, run.variant.name, run.seed, config)
+    if found:
+        found[1].release()
+    return found is not None
+
+
+def execute(run: Run, data: Splits, device: torch.device, results_dir: Path, progress: bool = True,
+            resume: bool = True) -> Path:
+    """Train and measure one run; write its record (also when it fails) and return its path.
+
+    With `resume`, a checkpoint of the same spec, profile, variant, seed and configuration left
+    by an interrupted run is continued (same run id, same record file) instead of starting over.
+    Until the run ends its record says status "interrupted", with the epochs done so far.
+    """
     spec, variant = run.spec, run.variant
-    run_id = new_run_id()
-    record = {
-        "schema": SCHEMA, "run_id": run_id, "status": "failed", "started": now_utc(), "finished": None,
-        "spec": {"name": spec.name, "path": spec.path, "profile": spec.profile,
-                 "scaled_down": spec.scaled_down, "config_hash": run_config_hash(spec, variant, data.info),
-                 "resolved": spec.resolved()},
-        "variant": variant.name, "seed": run.seed, "data": data.info, "model": {}, "epochs": [],
-        "summary": {}, "provenance": provenance(device),
-    }
-    path = record_path(results_dir, spec.name, spec.profile, variant.name, run.seed, run_id)
+    results_dir = Path(results_dir)
+    config = run_config_hash(spec, variant, data.info)
+    trainer = Trainer(run, data, device)
+    found = find_resumable(results_dir, spec.name, spec.profile, variant.name, run.seed, config) if resume else None
+    if found:
+        ckpt, lock = found
+        state = checkpoint.load(ckpt)
+        trainer.load_state_dict(state["trainer"])
+        record = state["record"]
+        record.setdefault("resumed_at_epochs", []).append(len(record["epochs"]))
+    else:
+        run_id = new_run_id()
+        record = {
+            "schema": SCHEMA, "run_id": run_id, "status": "interrupted", "started": now_utc(), "finished": None,
+            "spec": {"name": spec.name, "path": spec.path, "profile": spec.profile,
+                     "scaled_down": spec.scaled_down, "config_hash": config, "resolved": spec.resolved()},
+            "variant": variant.name, "seed": run.seed, "data": data.info,
+            "model": trainer.model_summary(), "memory_method": trainer.peak.cpu_method,
+            "epochs": [], "summary": {}, "provenance": provenance(device),
+        }
+        ckpt = checkpoint_path(results_dir, spec.name, spec.profile, variant.name, run.seed, run_id)
+        lock = RunLock(ckpt)
+        lock.acquire()  # a fresh run id: nobody else holds it
+    path = record_path(results_dir, spec.name, spec.profile, variant.name, run.seed, record["run_id"])
+
+    def save_progress() -> None:
+        checkpoint.save(ckpt, {"meta": {"config_hash": config, "run_id": record["run_id"]},
+                               "trainer": trainer.state_dict(), "record": record})
+        write_record(path, record, overwrite=True)
+
     try:
-        _train(run, data, device, record, progress)
+        _train(trainer, run, record, progress, save_progress)
     except Exception as e:  # recorded, then raised again: a failed run is a finding too
+        record["status"] = "failed"
         record["error"] = f"{type(e).__name__}: {e}"
         record["traceback"] = traceback.format_exc()
         record["finished"] = now_utc()
-        write_record(path, record)
+        write_record(path, record, overwrite=True)
+        lock.release()
         raise
     record["finished"] = now_utc()
-    write_record(path, record)
+    write_record(path, record, overwrite=True)
+    ckpt.unlink(missing_ok=True)
+    lock.release()
+    lock.path.unlink(missing_ok=True)
     return path
 
 
@@ -97,7 +140,8 @@ class Trainer:
     (timed separately), return the epoch's measurements."""
 
     def __init__(self, run: Run, data: Splits, device: torch.device):
-        spec, self.train_spec = run.spec, run.spec.train
+        # The variant's training settings: train.* with its own overrides (method, LR, directions, ...).
+        spec, self.train_spec = run.spec, run.spec.train_for(run.variant)
         self.data, self.device = data, device
         self.generator = seed_everything(run.seed)
         self.model = build_model(spec.model, num_classes=data.num_classes, in_shape=data.in_shape,
@@ -106,6 +150,8 @@ class Trainer:
         self.scheduler = make_scheduler(self.train_spec, self.optimizer)
         self.loss_fn = LOSSES[self.train_spec.loss]
         self.clip_targets = latent_clip_targets(self.model)
+        self.method = METHODS[self.train_spec.method](self.model, self.optimizer, self.loss_fn,
+                                                      self.train_spec, self.clip_targets)
         self.peak = PeakMemory(device)
 
     def model_summary(self) -> dict:
@@ -120,8 +166,7 @@ class Trainer:
         batches = batch_indices(len(self.data.train_x), t.batch_size, self.generator, self.device)
         self.peak.reset()
         with Stopwatch(self.device) as clock:
-            loss = train_epoch(self.model, self.optimizer, self.loss_fn, self.data.train_x,
-                               self.data.train_y, batches, self.clip_targets)
+            loss = self.method.epoch(self.data.train_x, self.data.train_y, batches)
         return loss, clock.seconds, self.peak.read(), len(batches) * t.batch_size
 
     def evaluate(self) -> tuple[float | None, float, float]:
@@ -130,6 +175,20 @@ class Trainer:
             val_error = error_percent(self.model, d.val_x, d.val_y, bs) if len(d.val_x) else None
             test_error = error_percent(self.model, d.test_x, d.test_y, bs)
         return val_error, test_error, clock.seconds
+
+    def state_dict(self) -> dict:
+        """Everything the next epoch depends on: weights, optimizer, schedule, method, RNGs."""
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+                "method": self.method.state_dict(), "rng": rng_states(self.generator)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.method.load_state_dict(state["method"])
+        restore_rng_states(state["rng"], self.generator)
 
     def epoch(self, number: int) -> dict:
         lr = self.optimizer.param_groups[0]["lr"]
@@ -142,21 +201,28 @@ class Trainer:
                 "samples_per_second": samples / train_seconds, **memory}
 
 
-def _train(run: Run, data: Splits, device: torch.device, record: dict, progress: bool) -> None:
-    trainer = Trainer(run, data, device)
-    record["model"] = trainer.model_summary()
-    record["memory_method"] = trainer.peak.cpu_method
-    bar = tqdm(range(1, run.spec.train.epochs + 1), desc=f"{run.spec.name}/{run.variant.name}/s{run.seed}",
-               unit="epoch", disable=not progress, leave=False)
+def _train(trainer: Trainer, run: Run, record: dict, progress: bool, save_progress) -> None:
+    """Epochs from the first one not in the record to the last; checkpoint after each but the last."""
+    epochs = run.spec.train.epochs
+    max_loss = run.spec.train.max_loss
+    first = len(record["epochs"]) + 1
+    bar = tqdm(range(first, epochs + 1), desc=f"{run.spec.name}/{run.variant.name}/s{run.seed}",
+               unit="epoch", disable=not progress, leave=False, initial=first - 1, total=epochs)
     for number in bar:
         e = trainer.epoch(number)
         record["epochs"].append(e)
         val = e["val_error"] if e["val_error"] is not None else float("nan")
         bar.set_postfix(loss=f"{e['train_loss']:.4f}", val=f"{val:.2f}%", test=f"{e['test_error']:.2f}%")
-        if not math.isfinite(e["train_loss"]):
+        loss = e["train_loss"]
+        if not math.isfinite(loss) or (max_loss is not None and loss > max_loss):
             record["status"] = "diverged"
-            record["error"] = f"training loss {e['train_loss']} at epoch {number}"
+            why = "not finite" if not math.isfinite(loss) else f"above train.max_loss = {max_loss}"
+            record["error"] = f"training loss {loss} ({why}) at epoch {number}"
+            record["diverged_at_epoch"] = number
             break
+        record["summary"] = summarize(record["epochs"])
+        if number < epochs:
+            save_progress()
     else:
         record["status"] = "completed"
     record["summary"] = summarize(record["epochs"])

@@ -4,7 +4,7 @@ A record is one JSON file per run (spec x profile x variant x seed) under
 ``results/records/SPEC/PROFILE/``. Everything downstream (reports, checks) reads records, never
 live objects. Schema version 1 fields:
 
-    schema, run_id, status (completed | diverged | failed), started, finished,
+    schema, run_id, status (completed | interrupted | diverged | failed), started, finished,
     spec      {name, path, profile, scaled_down, config_hash, resolved}
     variant, seed,
     data      {dataset, source, path, n_train, n_val, n_test, test_set}
@@ -14,7 +14,11 @@ live objects. Schema version 1 fields:
     summary   {epochs_run, best_epoch, best_val_error, test_error_at_best_val, final_test_error,
                median_epoch_seconds, median_samples_per_second, peak_rss_mb, peak_cuda_mb}
     provenance {git_commit, versions, device, device_name, torch_threads, ...}
-    error     (a message, when status is failed or diverged)
+    error     (a message, when status is failed or diverged; diverged_at_epoch too)
+    resumed_at_epochs (the epochs after which an interrupted run was continued, if any)
+
+"interrupted" is the status of a run that has not ended (killed, or still running): its record
+holds the epochs done so far, and a rerun continues it from its checkpoint.
 
 Errors are in percent, times in seconds, memory in MiB ("mb").
 """
@@ -29,7 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 SCHEMA = 1
-STATUSES = ("completed", "diverged", "failed")
+STATUSES = ("completed", "interrupted", "diverged", "failed")
 REQUIRED = ("schema", "run_id", "status", "spec", "variant", "seed", "epochs", "summary", "provenance")
 
 
@@ -68,8 +72,9 @@ def write_atomic(path: Path, text: str, overwrite: bool = False) -> None:
         raise
 
 
-def write_record(path: Path, record: dict) -> None:
-    write_atomic(path, json.dumps(record, indent=1, sort_keys=False) + "\n")
+def write_record(path: Path, record: dict, overwrite: bool = False) -> None:
+    """Atomic; `overwrite` only for the same run's progress updates (same run id, same file)."""
+    write_atomic(path, json.dumps(record, indent=1, sort_keys=False) + "\n", overwrite=overwrite)
 
 
 def read_records(results_dir: Path, spec: str | None = None) -> tuple[list[dict], list[tuple[Path, str]]]:

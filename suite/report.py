@@ -83,8 +83,8 @@ def profile_table(records: list[dict], baselines: pd.DataFrame | None) -> tuple[
     order = known + sorted(set(by_variant) - set(known))
     variant_info = {v["name"]: v for v in resolved["variants"]}
     rows, facts = [], {"older": 0, "not_completed": [], "data": {}, "provenance": set(), "scaled_down": False,
-                       "records": 0, "baselines": []}
-    speeds = {}
+                       "records": 0, "baselines": [], "linked": set()}
+    speeds, runs = {}, {}
     for name in order:
         if name not in by_variant:
             continue
@@ -108,13 +108,20 @@ def profile_table(records: list[dict], baselines: pd.DataFrame | None) -> tuple[
         paper = pm = None
         paper_cell = source = "–"
         bid = info.get("baseline")
+        context = False
         if bid and baselines is not None and bid in baselines.index:
             b = baselines.loc[bid]
-            paper = float(b["value"])
-            pm = float(b["plusminus"]) if b["plusminus"] else None
-            paper_cell = b["value"] + (f" ± {b['plusminus']}" if b["plusminus"] else "")
+            context = not is_test_error(b)
+            if context:  # another metric or unit: shown beside ours, never compared
+                pm_text = f" ± {b['plusminus']}" if b["plusminus"] else ""
+                paper_cell = f"context: {b['metric']} = {b['value']}{pm_text} {b['unit']}"
+            else:
+                paper = float(b["value"])
+                pm = float(b["plusminus"]) if b["plusminus"] else None
+                paper_cell = b["value"] + (f" ± {b['plusminus']}" if b["plusminus"] else "")
             conf = b["confidence"] + (" ⚠" if "low" in b["confidence"] else "")
             source = f"{b['table']} [{len(facts['baselines']) + 1}], {conf}"
+            facts["linked"].add(bid)
             facts["baselines"].append(f"{bid}: {b['paper']}; {b['table']}; source: {b['source']}"
                                       + (f"; note: {b['note']}" if b.get("note") else ""))
         elif bid:
@@ -125,6 +132,8 @@ def profile_table(records: list[dict], baselines: pd.DataFrame | None) -> tuple[
         cuda = [r["summary"]["peak_cuda_mb"] for r in done if r["summary"].get("peak_cuda_mb") is not None]
         wm = done[-1]["model"]
         epochs = sorted({r["summary"]["epochs_run"] for r in done})
+        runs[name] = {"done": done, "secs": secs, "rss": rss, "cuda": max(cuda) if cuda else None,
+                      "label": info.get("label") or name}
         rows.append({
             "variant": info.get("label") or name,
             "paper test error (%)": paper_cell,
@@ -132,29 +141,150 @@ def profile_table(records: list[dict], baselines: pd.DataFrame | None) -> tuple[
             "ours (%)": f"{_fmt(mean)} ± {_fmt(std)}" if std is not None else _fmt(mean),
             "n": len(done),
             "ours − paper (pp)": _fmt(mean - paper, 2) if paper is not None else "–",
-            "verdict": verdict(mean, std, len(done), paper, pm, facts["scaled_down"]),
+            "verdict": "context only (not a test error)" if context else
+                       verdict(mean, std, len(done), paper, pm, facts["scaled_down"]),
             "epochs": "/".join(map(str, epochs)),
             "s/epoch (train)": _fmt(secs, 2),
             "× float time": None,
             "peak RSS (MiB)": _fmt(rss, 0),
             **({"peak CUDA (MiB)": _fmt(max(cuda), 0)} if cuda else {}),
-            "weight memory": f"{wm['weight_memory_bytes'] / 1024:.0f} KiB ({wm['weight_memory_saving']:.1f}× less)",
+            "weight memory": f"{wm['weight_memory_bytes'] / 1024:.0f} KiB"
+                             + (f" ({wm['weight_memory_saving']:.1f}× smaller)"
+                                if wm["weight_memory_saving"] > 1 else ""),
             "_key": name,
         })
     float_secs = next((s for s, q in speeds.values() if q in ("none", "identity")), None)
+    reference = resolved.get("reference_variant")
     for row in rows:
         key = row.get("_key")
         if key in speeds and float_secs:
             row["× float time"] = _fmt(speeds[key][0] / float_secs, 2)
+    if reference in runs:
+        rows = _reference_columns(rows, runs, reference, resolved, facts)
+    for row in rows:
         row.pop("_key", None)
     return pd.DataFrame(rows).fillna("–"), facts
 
 
+def is_test_error(baseline: pd.Series) -> bool:
+    """A baseline row is compared with our test error only if it is one (metric test_error, in %);
+    anything else (accuracy, a loss, a runtime multiple) is shown as context."""
+    return baseline.get("metric", "test_error") == "test_error" and baseline.get("unit", "%") == "%"
+
+
+def _error_within(record: dict, budget: float) -> dict | None:
+    """The last epoch of a run completed within `budget` seconds of training time (cumulative
+    train_seconds, evaluation excluded); None if even the first epoch took longer."""
+    spent, last = 0.0, None
+    for e in record["epochs"]:
+        spent += e["train_seconds"]
+        if spent > budget * (1 + 1e-9):
+            break
+        last = e
+    return last
+
+
+def _reference_columns(rows: list[dict], runs: dict, ref: str, resolved: dict, facts: dict) -> list[dict]:
+    """With a spec's ``reference_variant``: test error after the same epochs and within the
+    reference's training time, time per step and peak memory relative to the reference. They
+    replace the "× float time" column."""
+    r0 = runs[ref]
+    budget = statistics.fmean(sum(e["train_seconds"] for e in r["epochs"]) for r in r0["done"])
+    label = ref
+    epochs = {r["summary"]["epochs_run"] for run in runs.values() for r in run["done"]}
+    after = f"test error after {epochs.pop()} epochs (%)" if len(epochs) == 1 else "test error, last epoch (%)"
+    within = f"test error within {label}'s training time (%)"
+    batch = resolved.get("train", {}).get("batch_size")
+
+    def step_ms(run: dict) -> float | None:  # median epoch time over the steps of an epoch
+        steps = [r["data"]["n_train"] // batch for r in run["done"] if batch and r["data"].get("n_train")]
+        return 1000 * run["secs"] / steps[0] if steps and steps[0] else None
+
+    ref_ms = step_ms(r0)
+    memory_notes = []
+    out = []
+    for row in rows:
+        run = runs.get(row.get("_key"))
+        if run is None:
+            out.append(row)
+            continue
+        final = [r["summary"]["final_test_error"] for r in run["done"]]
+        mean, std = _mean_std(final)
+        hits = [_error_within(r, budget) for r in run["done"]]
+        if all(h is not None for h in hits):
+            reached = sorted({h["epoch"] for h in hits})
+            cell = (f"{_fmt(statistics.fmean(h['test_error'] for h in hits))} "
+                    f"(epoch {'/'.join(map(str, reached))})")
+        else:
+            first = min(r["epochs"][0]["train_seconds"] for r in run["done"])
+            cell = f"none: epoch 1 took {first:.3g} s > {budget:.3g} s"
+        ms = step_ms(run)
+        rss_diff = run["rss"] - r0["rss"]
+        extra = {after: f"{_fmt(mean)} ± {_fmt(std)}" if std is not None else _fmt(mean),
+                 within: cell,
+                 "ms/step (train)": _fmt(ms, 1),
+                 f"× {label} time/step": _fmt(ms / ref_ms if ms and ref_ms else run["secs"] / r0["secs"], 2),
+                 f"peak RSS vs {label}": f"{rss_diff:+.0f} MiB ({run['rss'] / r0['rss']:.2f}×)"}
+        if run["cuda"] is not None and r0["cuda"]:
+            extra[f"peak CUDA vs {label}"] = f"{run['cuda'] - r0['cuda']:+.0f} MiB ({run['cuda'] / r0['cuda']:.2f}×)"
+        if row.get("_key") != ref:
+            on_cuda = run["cuda"] is not None and bool(r0["cuda"])
+            ours, theirs = (run["cuda"], r0["cuda"]) if on_cuda else (run["rss"], r0["rss"])
+            memory_notes.append(f"{run['label']}: {abs(ours - theirs):.0f} MiB "
+                                f"{'lower' if ours < theirs else 'higher'} ({ours / theirs:.2f}×)")
+        new = {}
+        for k, v in row.items():
+            if k == "× float time":
+                continue
+            new[k] = v
+            if k == "s/epoch (train)":
+                new.update(extra)
+        out.append(new)
+    facts["reference"] = {"name": ref, "label": r0["label"], "budget": budget, "memory": memory_notes,
+                          "cuda": r0["cuda"] is not None}
+    return out
+
+
+def _context_rows(baselines: pd.DataFrame, linked: set, dataset: str) -> list[str]:
+    """Rows of the baselines file no variant names, for the table's dataset (or for none)."""
+    def norm(text: str) -> str:
+        return "".join(ch for ch in text.lower() if ch.isalnum())
+
+    out = []
+    for bid, b in baselines.iterrows():
+        if bid in linked or (b.get("dataset") and norm(b["dataset"]) != norm(dataset)):
+            continue
+        conf = b["confidence"] + (" ⚠" if "low" in b["confidence"] else "")
+        value = b["value"] + (f" ± {b['plusminus']}" if b["plusminus"] else "")
+        out.append(f"{bid}: {b.get('method', '')}{', ' + b['model'] if b.get('model') else ''}: "
+                   f"{b.get('metric', '')} = {value} {b['unit']} ({b['paper']}; {b['table']}; confidence {conf}"
+                   + (f"; note: {b['note']}" if b.get("note") else "") + ")")
+    return out
+
+
+def _reference_notes(ref: dict) -> list[str]:
+    label = ref["label"]
+    where = ("CUDA max_memory_allocated per epoch" if ref["cuda"] else
+             "the process's resident-set high-water mark per epoch, which also holds the in-memory data and "
+             "the PyTorch runtime, the same for every variant: the difference is the training step's")
+    notes = [f"Columns against {ref['name']} ({label}, the spec's reference_variant): a variant's test error "
+             f"within {ref['name']}'s training time is the one after its last epoch completed within "
+             f"{ref['budget']:.3g} s of training (evaluation excluded; mean over {ref['name']}'s seeds); "
+             "ms/step is the median epoch's training time over its steps; time/step and peak memory are "
+             f"ratios to {ref['name']}'s."]
+    if ref["memory"]:
+        notes.append(f"Peak memory against {ref['name']} (measured: {where}): " + "; ".join(ref["memory"]) + ".")
+    return notes
+
+
 def _data_line(d: dict) -> str:
-    label = {"full": "full dataset", "embedded subset": "EMBEDDED SUBSET (small real sample shipped "
-             "with the suite; not comparable with the paper)"}.get(d.get("source"), d.get("source"))
-    return (f"{d.get('dataset', '?').upper()}, {label}: train {d.get('n_train')} / validation "
-            f"{d.get('n_val')}; test set: {d.get('test_set')} ({d.get('n_test')} images)")
+    label = {"full": "complete dataset files", "embedded subset": "EMBEDDED SUBSET (a small real sample "
+             "shipped with the suite; not comparable with the paper)",
+             "synthetic": "SYNTHETIC DATA (generated class patterns in the dataset's file layout: a test of the "
+             "pipeline, not a result)"}.get(d.get("source"), d.get("source"))
+    reader = f"; read by {d['reader']}" if d.get("reader") else ""
+    return (f"{d.get('dataset', '?').upper()} ({label}): train {d.get('n_train')} / validation "
+            f"{d.get('n_val')} images; test set: {d.get('test_set')} ({d.get('n_test')} images){reader}")
 
 
 def render_profile(spec_name: str, profile: str, records: list[dict], problems: list, plot: str | None,
@@ -185,6 +315,8 @@ def render_profile(spec_name: str, profile: str, records: list[dict], problems: 
                      "the same float32 matrix multiplications as the float model (no binary kernels exist "
                      "in PyTorch), so a binary epoch costs the float work plus the binarization; "
                      "× float time is measured in these runs.")
+    if facts.get("reference"):
+        notes += _reference_notes(facts["reference"])
     if resolved.get("deviations"):
         notes.append("Deviations of the spec from the paper's protocol: " + "; ".join(resolved["deviations"]) + ".")
     if latest["spec"]["resolved"].get("overrides"):
@@ -192,7 +324,12 @@ def render_profile(spec_name: str, profile: str, records: list[dict], problems: 
     if facts["older"]:
         notes.append(f"{facts['older']} record(s) of older configurations of this profile are not in the table.")
     for r in facts["not_completed"]:
-        notes.append(f"Run {r['variant']} seed {r['seed']}: **{r['status']}** ({r.get('error', '')}) — {r['_path']}.")
+        done = (f"{len(r['epochs'])}/{r['spec']['resolved']['train']['epochs']} epochs"
+                if "train" in r["spec"]["resolved"] else f"{len(r['epochs'])} epochs")
+        why = r.get("error") or ("not finished: rerun the same command to continue it" if r["status"] == "interrupted"
+                                 else "")
+        notes.append(f"Run {r['variant']} seed {r['seed']}: **{r['status']}** after {done} ({why}); "
+                     f"not in the averages — {r['_path']}.")
     for path, why in problems:
         notes.append(f"Skipped unreadable record {path}: {why}.")
     if missing:
@@ -202,16 +339,42 @@ def render_profile(spec_name: str, profile: str, records: list[dict], problems: 
         out += ["Notes:", ""] + [f"- {n}" for n in notes] + [""]
     if facts["baselines"]:
         out += ["Paper numbers:", ""] + [f"{i}. {b}" for i, b in enumerate(facts["baselines"], 1)] + [""]
+    if baselines is not None:
+        context = _context_rows(baselines, facts["linked"], facts["data"].get("dataset", ""))
+        if context:
+            out += [f"Other published numbers in {resolved['baselines']} for this dataset (no variant is compared "
+                    "with them; context only):", ""] + [f"- {c}" for c in context] + [""]
     return "\n".join(out)
 
 
+def _paper_values(records: list[dict]) -> dict[str, float]:
+    """variant -> the paper's test error (for reference lines in the plots), where it has one."""
+    resolved = max(records, key=lambda r: r["run_id"])["spec"]["resolved"]
+    try:
+        baselines = load_baselines(resolved["baselines"])
+    except UserError:
+        return {}
+    out = {}
+    for v in resolved["variants"]:
+        bid = v.get("baseline")
+        if bid and bid in baselines.index and baselines.loc[bid].get("metric", "test_error") == "test_error":
+            try:
+                out[v["name"]] = float(baselines.loc[bid]["value"])
+            except ValueError:
+                pass
+    return out
+
+
 def plot_curves(records: list[dict], path: Path) -> None:
-    """Validation and test error per epoch, mean over the seeds of each variant."""
+    """Training loss, validation and test error per epoch, mean over the seeds of each variant;
+    the paper's test error as a dashed line of the same colour."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter, ScalarFormatter
 
+    paper = _paper_values(records)
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
     by_variant = defaultdict(list)
     for r in records:
@@ -227,14 +390,23 @@ def plot_curves(records: list[dict], path: Path) -> None:
             ys = [statistics.fmean(r["epochs"][i][key] for r in runs) for i in range(n)
                   if all(r["epochs"][i][key] is not None for r in runs)]
             if ys:
-                ax.plot(x[: len(ys)], ys, label=f"{name} (n={len(runs)})", marker="." if n < 30 else None)
-    for ax, title in zip(axes, ("training loss", "validation error (%)", "test error (%)"), strict=True):
+                line, = ax.plot(x[: len(ys)], ys, label=f"{name} (n={len(runs)})", marker="." if n < 30 else None)
+                if key == "test_error" and name in paper:
+                    ax.axhline(paper[name], color=line.get_color(), linestyle="--", linewidth=1)
+    for ax, title in zip(axes, ("training loss", "validation error (%)", "test error (%), dashed: paper"),
+                         strict=True):
         ax.set_title(title)
         ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
-    axes[1].set_yscale("log")
-    axes[2].set_yscale("log")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3, which="both")
+    for ax in axes[1:]:
+        ax.set_yscale("log")
+        ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter(ScalarFormatter())
+        ax.yaxis.set_minor_formatter(NullFormatter())
     axes[0].legend()
+    profile = records[0]["spec"]["profile"]
+    fig.suptitle(f"{records[0]['spec']['name']} — profile {profile} (mean over seeds)")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.png")

@@ -3,11 +3,13 @@
 A spec file (``reproductions/NAME.toml``) has these tables; every key is documented in
 ``reproductions/README.md``::
 
-    name, title, paper, baselines, deviations     # top level
-    [data]      dataset, train_size, val_size, test_size, preprocessing, source
+    name, title, paper, baselines, deviations, reference_variant   # top level
+    [data]      dataset, train_size, val_size, test_size, preprocessing, source, test_set
     [model]     name + the builder's own keyword arguments
-    [train]     method, loss, optimizer, lr_start, lr_end, lr_schedule, batch_size, epochs, seeds
-    [variants.NAME]   weight_quantizer, clip_weights, lr_scale, baseline, label
+    [train]     method, loss, optimizer, lr_start, lr_end, lr_schedule, batch_size, epochs, seeds,
+                num_directions, direction_distribution, orthogonal_directions, batched_directions
+    [variants.NAME]   weight_quantizer, clip_weights, lr_scale, baseline, label, and per-variant
+                      training overrides: method, lr_start, lr_end, num_directions, ...
     [profiles.NAME]   scaled_down, note, and any of the keys above as dotted overrides
 
 Resolution order: file -> profile overrides -> ``--set key=value`` overrides. Every error names
@@ -39,7 +41,8 @@ class DataSpec:
     val_size: int
     test_size: int | None = None  # None: the whole test set
     preprocessing: str = "pm1"  # pm1: pixels scaled to [-1, 1] (BinaryConnect's "centered" inputs)
-    source: str = "auto"  # auto: full data if found, else the embedded subset; full; embedded
+    source: str = "auto"  # auto: full data if found, else the embedded subset (synthetic for cifar10); full; ...
+    test_set: str = "standard"  # cifar10: standard | exact_first1000 | mixed_jpeg_q75 (partial test files)
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,18 @@ class TrainSpec:
     weight_decay: float = 0.0
     seeds: list[int] = field(default_factory=lambda: [0])
     eval_batch_size: int = 1000
+    max_loss: float | None = None  # a mean epoch loss above this (or not finite) ends the run as diverged
+    # method = "forward_gradient" only (suite/train/forward_gradient.py):
+    num_directions: int = 1  # random directions per step
+    direction_distribution: str = "gaussian"  # gaussian | rademacher
+    orthogonal_directions: bool = False  # orthonormal within a step and orthogonal to the previous step's
+    batched_directions: bool = False  # all directions in one vmap'ed jvp (faster, num_directions x memory)
+
+
+# Training keys a variant may override; None (the default) keeps the spec's train.* value.
+VARIANT_TRAIN_KEYS = ("method", "lr_start", "lr_end", "num_directions", "direction_distribution",
+                      "orthogonal_directions", "batched_directions")
+FORWARD_GRADIENT_KEYS = ("num_directions", "direction_distribution", "orthogonal_directions", "batched_directions")
 
 
 @dataclass(frozen=True)
@@ -63,10 +78,20 @@ class VariantSpec:
     name: str
     label: str = ""
     weight_quantizer: str = "none"  # a registry name, e.g. "binaryconnect(stochastic=True)"
+    input_quantizer: str = "none"  # applied to each quantized layer's input (activations)
+    gradient_quantizer: str = "none"  # applied to the gradient flowing back into each quantized layer's output
     clip_weights: float | None = None  # clip latent weights to [-c, c] after each update
     lr_scale: str = "none"  # none | glorot (BinaryConnect's per-layer 1/sqrt(1.5/(fan_in+fan_out)))
     weight_init_range: float | None = None  # latent weights drawn from U(-r, r); None: torch default
     baseline: str | None = None  # id of the row in the spec's baselines file
+    # Per-variant training overrides (None: the spec's train.* value); see VARIANT_TRAIN_KEYS.
+    method: str | None = None
+    lr_start: float | None = None
+    lr_end: float | None = None
+    num_directions: int | None = None
+    direction_distribution: str | None = None
+    orthogonal_directions: bool | None = None
+    batched_directions: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -91,6 +116,7 @@ class Spec:
     train: TrainSpec
     variants: tuple[VariantSpec, ...]
     overrides: dict[str, Any]  # the --set overrides, shown in reports
+    reference_variant: str | None = None  # tables show time and memory relative to this variant
 
     def resolved(self) -> dict[str, Any]:
         """The resolved spec as plain data (what a record stores and the hash covers)."""
@@ -102,6 +128,11 @@ class Spec:
                 return v
         raise UserError(f"{self.path}: no variant {name!r}; the spec has {[v.name for v in self.variants]}")
 
+    def train_for(self, variant: VariantSpec) -> TrainSpec:
+        """The training settings a variant runs with: train.*, then the variant's own overrides."""
+        return dataclasses.replace(self.train, **{k: getattr(variant, k) for k in VARIANT_TRAIN_KEYS
+                                                  if getattr(variant, k) is not None})
+
 
 def config_hash(resolved: dict[str, Any]) -> str:
     """Short stable hash of a resolved configuration (records with equal hashes are comparable)."""
@@ -111,9 +142,14 @@ def config_hash(resolved: dict[str, Any]) -> str:
 
 # --- generic typed construction -------------------------------------------------------------
 
-_TOP_KEYS = {"name", "title", "paper", "baselines", "deviations", "data", "model", "train",
-             "variants", "profiles"}
-_PROFILE_KEYS = {"scaled_down", "note"}
+_TOP_KEYS = {"name", "title", "paper", "baselines", "deviations", "reference_variant", "data", "model",
+             "train", "variants", "profiles"}
+_PROFILE_KEYS = {"scaled_down", "note", "run_variants"}
+
+
+def _show(key: str) -> str:
+    """A key as it can be printed on one line (a key with control characters is quoted)."""
+    return key if key.isprintable() else repr(key)
 
 
 def _suggest(key: str, valid: typing.Iterable[str]) -> str:
@@ -175,7 +211,7 @@ def _build(cls: type, table: Any, where: str, **given: Any) -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in given}
     for key in table:
         if key not in fields:
-            raise UserError(f"{where}.{key}: unknown key{_suggest(key, fields)}; "
+            raise UserError(f"{where}.{_show(key)}: unknown key{_suggest(key, fields)}; "
                             f"valid keys: {', '.join(sorted(fields))}")
     kwargs = dict(given)
     for name, f in fields.items():
@@ -244,6 +280,18 @@ def _check_override_keys(raw: dict, over: dict, where: str) -> None:
                         raise UserError(f"{where}: unknown key 'variants.{vname}.{k}'{_suggest(k, valid)}")
 
 
+def _check_run_variants(raw: dict, value: Any, where: str) -> None:
+    """A profile's ``run_variants``: a non-empty list of the spec's variant names, or absent."""
+    if value is None:
+        return
+    names = raw.get("variants", {}) if isinstance(raw.get("variants"), dict) else {}
+    for n in _check_type(value, list[str], where):
+        if n not in names:
+            raise UserError(f"{where}: no variant {n!r}{_suggest(n, names)}; the spec has {', '.join(names)}")
+    if not value:
+        raise UserError(f"{where}: at least one variant")
+
+
 # --- loading ------------------------------------------------------------------------------
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -277,6 +325,7 @@ def load_spec(path: str | Path, profile: str = "quick", overrides: dict[str, Any
             raise UserError(f"{where}: profiles.{pname}: expected a table")
         _check_override_keys(raw, {k: v for k, v in ptable.items() if k not in _PROFILE_KEYS},
                              f"{where}: profiles.{pname}")
+        _check_run_variants(raw, ptable.get("run_variants"), f"{where}: profiles.{pname}.run_variants")
     prof = profiles[profile]
     prof_over = {k: v for k, v in prof.items() if k not in _PROFILE_KEYS}
     overrides = dict(overrides or {})
@@ -290,6 +339,7 @@ def load_spec(path: str | Path, profile: str = "quick", overrides: dict[str, Any
     for key in ("name", "title", "paper", "baselines"):
         _check_type(merged[key], str, f"{where}: {key}")
     deviations = _check_type(merged.get("deviations", []), list[str], f"{where}: deviations")
+    reference = _check_type(merged.get("reference_variant"), str | None, f"{where}: reference_variant")
     scaled_down = _check_type(prof.get("scaled_down", profile != "paper"), bool,
                               f"{where}: profiles.{profile}.scaled_down")
     note = _check_type(prof.get("note", ""), str, f"{where}: profiles.{profile}.note")
@@ -302,12 +352,16 @@ def load_spec(path: str | Path, profile: str = "quick", overrides: dict[str, Any
     model = ModelSpec(name=model_table["name"], params={k: v for k, v in model_table.items() if k != "name"})
     if not isinstance(merged["variants"], dict) or not merged["variants"]:
         raise UserError(f"{where}: variants: expected at least one [variants.NAME] table")
-    variants = tuple(_build(VariantSpec, t, f"{where}: variants.{n}", name=n) for n, t in merged["variants"].items())
+    variants = tuple(_build(VariantSpec, t, f"{where}: variants.{_show(n)}", name=n)
+                     for n, t in merged["variants"].items())
+    run_variants = prof.get("run_variants")
+    if run_variants is not None:  # the profile runs a subset of the variants (checked above)
+        variants = tuple(v for v in variants if v.name in run_variants)
 
     spec = Spec(name=merged["name"], title=merged["title"], paper=merged["paper"],
                 baselines=merged["baselines"], path=where, profile=profile, scaled_down=scaled_down,
                 profile_note=note, deviations=deviations, data=data, model=model, train=train,
-                variants=variants, overrides=overrides)
+                variants=variants, overrides=overrides, reference_variant=reference)
     validate(spec)
     return spec
 
@@ -326,44 +380,96 @@ def validate(spec: Spec) -> None:
         raise UserError(f"{w}: data.val_size / data.test_size: must be >= 0 / > 0")
     if t.batch_size > d.train_size:
         raise UserError(f"{w}: train.batch_size: {t.batch_size} is larger than data.train_size {d.train_size}")
-    if not t.lr_start > 0 or (t.lr_end is not None and not t.lr_end > 0):
-        raise UserError(f"{w}: train.lr_start / train.lr_end: must be positive, got {t.lr_start} / {t.lr_end}")
     if t.lr_schedule not in ("exponential", "constant"):
         raise UserError(f"{w}: train.lr_schedule: expected 'exponential' or 'constant', got {t.lr_schedule!r}")
-    if t.lr_schedule == "exponential" and t.lr_end is None:
-        raise UserError(f"{w}: train.lr_end: required by lr_schedule = 'exponential'")
     if not 0 <= t.momentum < 1:
         raise UserError(f"{w}: train.momentum: must be in [0, 1), got {t.momentum}")
     if not t.seeds:
         raise UserError(f"{w}: train.seeds: at least one seed")
-    choices = {"train.method": (t.method, ("backprop",)),
-               "train.loss": (t.loss, ("squared_hinge", "cross_entropy")),
-               "train.optimizer": (t.optimizer, ("sgd", "adam")),
-               "data.source": (d.source, ("auto", "full", "embedded")),
-               "data.preprocessing": (d.preprocessing, ("pm1", "unit"))}
-    for key, (value, allowed) in choices.items():
-        if value not in allowed:
-            raise UserError(f"{w}: {key}: {value!r} is not one of {', '.join(allowed)}{_suggest(value, allowed)}")
-    from suite.data import DATASETS
-    from suite.models import check_model
-    from suite.quant import parse_quantizer
+    from suite.data import DATASETS, PREPROCESSING, SOURCES, TEST_SETS
 
     if d.dataset not in DATASETS:
         raise UserError(f"{w}: data.dataset: unknown dataset {d.dataset!r}{_suggest(d.dataset, DATASETS)}; "
                         f"known: {', '.join(DATASETS)}")
+    choices = {"train.loss": (t.loss, ("squared_hinge", "cross_entropy")),
+               "train.optimizer": (t.optimizer, ("sgd", "adam")),
+               "data.source": (d.source, SOURCES[d.dataset]),
+               "data.test_set": (d.test_set, TEST_SETS[d.dataset]),
+               "data.preprocessing": (d.preprocessing, PREPROCESSING)}
+    for key, (value, allowed) in choices.items():
+        if value not in allowed:
+            raise UserError(f"{w}: {key}: {value!r} is not one of {', '.join(allowed)}{_suggest(value, allowed)}")
+    _validate_training(spec, "train", spec.train)
+    if spec.reference_variant is not None and spec.reference_variant not in [v.name for v in spec.variants]:
+        names = [v.name for v in spec.variants]
+        raise UserError(f"{w}: reference_variant: no variant {spec.reference_variant!r}"
+                        f"{_suggest(spec.reference_variant, names)}; the spec has {', '.join(names)}")
+    from suite.models import check_model
+    from suite.quant import parse_quantizer
+
     check_model(spec.model, f"{w}: model")
     for v in spec.variants:
-        try:
-            if v.weight_quantizer != "none":
-                parse_quantizer(v.weight_quantizer)
-        except UserError as e:
-            raise UserError(f"{w}: variants.{v.name}.weight_quantizer: {e}") from None
+        _validate_training(spec, f"variants.{v.name}", spec.train_for(v), v)
+        for key in ("weight_quantizer", "input_quantizer", "gradient_quantizer"):
+            try:
+                if getattr(v, key) != "none":
+                    parse_quantizer(getattr(v, key))
+            except UserError as e:
+                raise UserError(f"{w}: variants.{v.name}.{key}: {e}") from None
         if v.lr_scale not in ("none", "glorot"):
             raise UserError(f"{w}: variants.{v.name}.lr_scale: expected 'none' or 'glorot', got {v.lr_scale!r}")
         for key in ("clip_weights", "weight_init_range"):
             value = getattr(v, key)
             if value is not None and not value > 0:
                 raise UserError(f"{w}: variants.{v.name}.{key}: must be positive, got {value}")
+        _try_build(spec, v)
+
+
+def _try_build(spec: Spec, variant: VariantSpec) -> None:
+    """Build the variant's model on the meta device (no memory, milliseconds): every model
+    argument and quantizer parameter is checked before anything runs or is written."""
+    import torch
+
+    from suite.data import IN_SHAPES, NUM_CLASSES
+    from suite.harness import quant_config
+    from suite.models import build_model
+
+    try:
+        with torch.device("meta"):
+            build_model(spec.model, num_classes=NUM_CLASSES[spec.data.dataset],
+                        in_shape=IN_SHAPES[spec.data.dataset], quant=quant_config(variant))
+    except UserError as e:
+        raise UserError(f"{spec.path}: variants.{variant.name}: {e}") from None
+
+
+def _validate_training(spec: Spec, where: str, t: TrainSpec, variant: VariantSpec | None = None) -> None:
+    """The training settings of the spec (where = "train") or of one variant (its overrides
+    applied): learning rates, method and the forward-gradient options."""
+    from suite.train import METHODS
+
+    w = spec.path
+
+    def key(name: str) -> str:  # name the key where the value was set
+        own = variant is not None and getattr(variant, name, None) is not None
+        return f"{where}.{name}" if own else f"train.{name}"
+
+    if t.method not in METHODS:
+        raise UserError(f"{w}: {key('method')}: {t.method!r} is not one of {', '.join(METHODS)}"
+                        f"{_suggest(t.method, METHODS)}")
+    if not t.lr_start > 0 or (t.lr_end is not None and not t.lr_end > 0):
+        raise UserError(f"{w}: {key('lr_start')} / {key('lr_end')}: must be positive, got {t.lr_start} / {t.lr_end}")
+    if t.lr_schedule == "exponential" and t.lr_end is None:
+        raise UserError(f"{w}: {key('lr_end')}: required by lr_schedule = 'exponential'")
+    if t.num_directions < 1:
+        raise UserError(f"{w}: {key('num_directions')}: must be at least 1, got {t.num_directions}")
+    if t.direction_distribution not in ("gaussian", "rademacher"):
+        raise UserError(f"{w}: {key('direction_distribution')}: expected 'gaussian' or 'rademacher', "
+                        f"got {t.direction_distribution!r}")
+    if variant is not None and t.method != "forward_gradient":
+        for name in FORWARD_GRADIENT_KEYS:
+            if getattr(variant, name) is not None:
+                raise UserError(f"{w}: {where}.{name}: applies to method 'forward_gradient' only; this variant "
+                                f"trains by {t.method!r} (set {where}.method = \"forward_gradient\")")
 
 
 def find_spec(name_or_path: str, root: Path | None = None) -> Path:

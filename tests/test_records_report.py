@@ -113,3 +113,78 @@ def test_report_without_records_is_a_user_error(results):
     assert main(["report", "binaryconnect-mnist"]) == 2
     with pytest.raises(UserError):
         raise UserError("x")
+
+
+# --- reference-variant columns and baselines that are not test errors (forward gradient) -------
+
+def _fg_record(variant, seed, run_id, secs, errors, rss, profile="quick"):
+    epochs = [{"epoch": i + 1, "train_loss": 1.0, "val_error": e, "test_error": e, "train_seconds": s,
+               "eval_seconds": 0.5, "peak_rss_mb": rss, "peak_cuda_mb": None}
+              for i, (s, e) in enumerate(zip(secs, errors, strict=True))]
+    return {
+        "schema": 1, "run_id": run_id, "status": "completed", "started": "", "finished": "",
+        "spec": {"name": "fwdgrad-vs-backprop-mnist", "path": "x.toml", "profile": profile, "scaled_down": True,
+                 "config_hash": "h" + variant,
+                 "resolved": {"title": "FG vs BP", "baselines": "forward_gradient.csv", "deviations": [],
+                              "overrides": {}, "profile_note": "", "reference_variant": "backprop",
+                              "train": {"batch_size": 100, "epochs": len(secs)},
+                              "variants": [{"name": "backprop", "label": "backprop", "weight_quantizer": "none",
+                                            "baseline": "fg-mnist-mlp-runtime-rb"},
+                                           {"name": "fg1", "label": "forward gradient", "weight_quantizer": "none",
+                                            "baseline": "fg-mnist-mlp-runtime-rf"}]}},
+        "variant": variant, "seed": seed,
+        "data": {"dataset": "mnist", "source": "full", "n_train": 10000, "n_val": 1000, "n_test": 10000,
+                 "test_set": "full test set"},
+        "model": {"weight_memory_bytes": 1024, "weight_memory_saving": 1.0},
+        "epochs": epochs,
+        "summary": {"epochs_run": len(secs), "test_error_at_best_val": min(errors), "final_test_error": errors[-1],
+                    "median_epoch_seconds": sorted(secs)[len(secs) // 2], "peak_rss_mb": rss, "peak_cuda_mb": None},
+        "provenance": {"device": "cpu", "device_name": "test cpu", "torch": "2.14.1", "torch_threads": 2,
+                       "git_commit": "abc"},
+    }
+
+
+def test_reference_variant_columns(results):
+    recs = [_fg_record("backprop", 1, "r1", [10.0, 10.0, 10.0], [5.0, 3.0, 2.0], 1000.0),
+            _fg_record("fg1", 1, "r2", [12.0, 12.0, 14.0], [60.0, 50.0, 40.0], 900.0)]
+    for r in recs:
+        write_record(record_path(results, "fwdgrad-vs-backprop-mnist", "quick", r["variant"], 1, r["run_id"]), r)
+    text = report(results, "fwdgrad-vs-backprop-mnist")[0].read_text()
+    header = _cells(text, "variant")
+    assert "× float time" not in header
+    assert "test error after 3 epochs (%)" in header and "test error within backprop's training time (%)" in header
+    bp, fg = dict(zip(header, _cells(text, "backprop"), strict=True)), dict(zip(header, _cells(text, "forward"),
+                                                                               strict=True))
+    assert fg["test error after 3 epochs (%)"] == "40.00" and bp["test error after 3 epochs (%)"] == "2.00"
+    # backprop trained 30 s: forward gradient's epochs end at 12 s and 24 s, then 38 s
+    assert fg["test error within backprop's training time (%)"] == "50.00 (epoch 2)"
+    assert bp["test error within backprop's training time (%)"] == "2.00 (epoch 3)"
+    assert fg["ms/step (train)"] == "120.0" and bp["ms/step (train)"] == "100.0"  # 100 steps per epoch
+    assert fg["× backprop time/step"] == "1.20" and bp["× backprop time/step"] == "1.00"
+    assert fg["peak RSS vs backprop"] == "-100 MiB (0.90×)"
+    assert "forward gradient: 100 MiB lower (0.90×)" in text
+    # the baselines are runtime multiples of a forward pass: context, never a verdict
+    assert fg["paper test error (%)"].startswith("context: R_f") and fg["verdict"] == "context only (not a test error)"
+    assert fg["ours − paper (pp)"] == "–"
+    assert "low ⚠" in fg["paper source, confidence"]
+    # rows no variant names are listed as context (the speed-up claim, the replication's test loss)
+    assert "fg-claim-speedup" in text and "fg-replication-mnist-mlp-testloss" in text
+    assert "localfg-w-cifar10-resnet18" not in text  # another dataset
+
+
+def test_reference_budget_not_reached():
+    from suite.report import _error_within
+
+    rec = _fg_record("fg1", 1, "r", [50.0, 50.0], [80.0, 70.0], 1.0)
+    assert _error_within(rec, 30.0) is None
+    assert _error_within(rec, 100.0)["epoch"] == 2
+
+
+def test_is_test_error():
+    import pandas as pd
+
+    from suite.report import is_test_error
+
+    assert is_test_error(pd.Series({"metric": "test_error", "unit": "%"}))
+    assert not is_test_error(pd.Series({"metric": "test_acc", "unit": "%"}))
+    assert not is_test_error(pd.Series({"metric": "test_loss", "unit": "CE"}))

@@ -50,3 +50,9 @@ def test_same_seed_same_metrics(results):
     a, b = [json.loads(p.read_text()) for p in sorted((results / "records").rglob("*.json"))]
     keys = ("train_loss", "val_error", "test_error")
     assert [[e[k] for k in keys] for e in a["epochs"]] == [[e[k] for k in keys] for e in b["epochs"]]
+
+
+def test_summary_command_reports_32x_for_binary_weights(capsys):
+    assert main(["summary", "binaryconnect-mnist", "--variant", "det"]) == 0
+    out = capsys.readouterr().out
+    assert "quantized layers' weights 32.0x less" in out and "binary-weight" in out

@@ -15,9 +15,10 @@ import torch.nn as nn
 
 from suite.errors import UserError
 from suite.models.mlp import mlp
+from suite.models.vgg import vgg
 from suite.nn import QuantConfig
 
-MODELS: dict[str, Callable[..., nn.Module]] = {"mlp": mlp}
+MODELS: dict[str, Callable[..., nn.Module]] = {"mlp": mlp, "vgg": vgg}
 
 # Supplied by the harness from the dataset and the variant, never by the spec's [model] table.
 _HARNESS_ARGS = {"num_classes", "in_shape", "quant"}
@@ -43,5 +44,5 @@ def build_model(model_spec, *, num_classes: int, in_shape: tuple[int, ...], quan
     try:
         return MODELS[model_spec.name](num_classes=num_classes, in_shape=in_shape, quant=quant,
                                        **model_spec.params)
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, RuntimeError) as e:
         raise UserError(f"model {model_spec.name!r}: {e}") from None

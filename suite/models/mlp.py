@@ -19,7 +19,7 @@ def mlp(*, num_classes: int, in_shape: tuple[int, ...], quant: QuantConfig | Non
     output (squared hinge loss, chosen in the spec). Every Linear comes from `quant`, so which
     layers are binary is the variant's choice, not the model's.
     """
-    if not all(isinstance(h, int) and h > 0 for h in hidden):
+    if not all(isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in hidden):
         raise ValueError(f"hidden must be a list of positive integers, got {hidden!r}")
     quant = quant or QuantConfig()
     layers: list[nn.Module] = [nn.Flatten()]

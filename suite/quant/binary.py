@@ -1,23 +1,52 @@
-"""Binary quantizers: the sign function and BinaryConnect (deterministic and stochastic)."""
+"""Binary quantizers: the sign function, BinaryConnect (deterministic and stochastic) and BNN's
+sign with the saturating straight-through estimator."""
 
 import torch
 import torch.nn as nn
 
+from suite.quant.noise import random_int16
 from suite.quant.registry import register
 
 
-def sign_pm1(x: torch.Tensor) -> torch.Tensor:
-    """sign(x) with sign(0) = +1, the convention of every paper here (torch.sign(0) is 0).
+def sign_pm1(x: torch.Tensor, scale: torch.Tensor | float | None = None, *,
+             out: torch.Tensor | None = None) -> torch.Tensor:
+    """sign(x) with sign(0) = +1, the convention of every paper here (torch.sign(0) is 0); times
+    `scale` (>= 0, broadcast to x's shape) if given. Written to `out` if given (may be x itself).
 
     The one place in the suite where this convention lives.
     """
     # sign(x) + 0.5 is > 0 for x >= 0 (and -0.0) and < 0 for x < 0; two cheap passes, where a
-    # torch.where on a bool mask costs ten times more on the CPU. NaN stays NaN.
-    return torch.sign(x).add_(0.5).sign_()
+    # torch.where on a bool mask costs ten times more on the CPU. NaN maps to +1 (torch.sign(NaN)
+    # is 0 in torch 2.x): a NaN weight comes from NaN gradients, which reach the float parameters
+    # (biases, BatchNorm) and the loss too, where the divergence check sees them.
+    if scale is None:
+        return torch.sign(x, out=out).add_(0.5).sign_()
+    with torch.no_grad():  # sign has no gradient, and out= ops refuse autograd
+        half = torch.sign(x, out=out).add_(0.5)
+        # +-scale in the third pass: the sign of sign(x) + 0.5 (never 0 or NaN), the magnitude of scale
+        return torch.copysign(torch.as_tensor(scale, dtype=x.dtype, device=x.device), half, out=half)
+
+
+def pass_where_pm1(grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """grad * 1_{|x| <= 1} (bounds included) in one fused pass: hardtanh's backward kernel, which
+    zeroes where x <= lo or x >= hi; with lo, hi = -(1 + eps), 1 + eps, the floats next to -1 and
+    1, that is exactly |x| > 1. A fresh tensor."""
+    b = 1.0 + torch.finfo(x.dtype).eps
+    return torch.ops.aten.hardtanh_backward(grad, x, -b, b)
+
+
+def inside(x: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
+    """1_{lo <= x <= hi} as a fresh float tensor (bounds included, NaN -> 0), for the masks whose
+    bounds are not +-1 (DoReFa's clip to [0, 1]; +-1 has the fused `pass_where_pm1`). A torch.where
+    on a bool mask costs several times more on the CPU.
+    """
+    return x.clamp(lo, hi).eq_(x)
 
 
 class _BinarizeDeterministic(torch.autograd.Function):
     """w_b = sign(w) forward; gradient and tangent passed straight through (BinaryConnect Alg. 1)."""
+
+    generate_vmap_rule = True  # torch.func.vmap (batched forward-gradient directions)
 
     @staticmethod
     def forward(w):
@@ -36,37 +65,26 @@ class _BinarizeDeterministic(torch.autograd.Function):
         return tangent
 
 
-def _uniform_pm1_16bit(like: torch.Tensor) -> torch.Tensor:
-    """Uniform noise on the 2^16 midpoints (k + 0.5) / 2^15 - 1 in (-1, 1), shaped like `like`.
-
-    On the CPU, torch's generator costs ~4 ns per float drawn, more than a float training step
-    spends per weight; drawing 64 random bits per int64 and splitting them into four int16
-    values costs a quarter of that. 16 bits of resolution put P(+1) within 2^-16 of
-    hard_sigmoid(w), far below any sampling error a training run can see.
-    """
-    n = like.numel()
-    bits = torch.empty((n + 3) // 4, dtype=torch.int64, device=like.device)
-    bits.random_(-(2**63), 2**63 - 1)
-    return bits.view(torch.int16)[:n].view(like.shape)
-
-
 class _BinarizeStochastic(torch.autograd.Function):
     """w_b = +1 with probability hard_sigmoid(w) = clip((w + 1) / 2, 0, 1), else -1.
 
     Drawn as sign(w - u) with u uniform in (-1, 1): P(u <= w) = hard_sigmoid(w). On the CPU u
-    has 16-bit resolution (see `_uniform_pm1_16bit`); elsewhere (CUDA's Philox generator is
+    has 16-bit resolution (see `noise.random_int16`): P(+1) is within 2^-16 of hard_sigmoid(w),
+    far below any sampling error a training run can see; elsewhere (CUDA's Philox generator is
     fast) it is a float draw. Gradient and tangent straight through.
     """
+
+    generate_vmap_rule = True  # torch.func.vmap (batched forward-gradient directions)
 
     @staticmethod
     def forward(w):
         if w.device.type == "cpu":
             # d = w - (k + 0.5) / 2^15 for the signed int16 draw k, computed in place in the one
             # fresh float buffer (each fresh 12 MB tensor costs page faults on the CPU).
-            d = _uniform_pm1_16bit(w).to(w.dtype).mul_(-(2.0**-15)).add_(w).sub_(2.0**-16)
+            d = random_int16(w).to(w.dtype).mul_(-(2.0**-15)).add_(w).sub_(2.0**-16)
         else:
             d = torch.empty_like(w).uniform_(-1.0, 1.0).neg_().add_(w)
-        return d.sign_().add_(0.5).sign_()  # sign_pm1, in place
+        return sign_pm1(d, out=d)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -81,11 +99,43 @@ class _BinarizeStochastic(torch.autograd.Function):
         return tangent
 
 
+class _SignSTE(torch.autograd.Function):
+    """q = sign(r) forward (sign(0) = +1); g_r = g_q * 1_{|r| <= 1} backward, and the same mask
+    on the tangent in forward mode (BNN's straight-through estimator of hard_tanh)."""
+
+    generate_vmap_rule = True  # torch.func.vmap (batched forward-gradient directions)
+
+    @staticmethod
+    def forward(x):
+        return sign_pm1(x)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(inputs[0])
+        ctx.save_for_forward(inputs[0])
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return pass_where_pm1(grad, x)
+
+    @staticmethod
+    def jvp(ctx, tangent):
+        (x,) = ctx.saved_tensors
+        return pass_where_pm1(tangent, x)
+
+
+def sign_ste(x: torch.Tensor) -> torch.Tensor:
+    """sign(x) (sign(0) = +1) with BNN's straight-through estimator, g_x = g * 1_{|x| <= 1}."""
+    return _SignSTE.apply(x)
+
+
 @register
 class Identity(nn.Module):
     """Full precision: x -> x (the float baseline; same as passing no quantizer)."""
 
     name = "identity"
+    roles = frozenset({"weight", "input", "gradient"})
     bits = 32
 
     def forward(self, x):
@@ -96,8 +146,8 @@ class Identity(nn.Module):
 class BinaryConnect(nn.Module):
     """BinaryConnect weight binarization (Courbariaux et al. 2015, Eq. 1 and 2), with H = 1.
 
-    deterministic (Eq. 1): w_b = +1 if w >= 0 else -1                  (sign(0) = +1)
-    stochastic    (Eq. 2): w_b = +1 with p = hard_sigmoid(w) = clip((w+1)/2, 0, 1), else -1
+    forward, deterministic (Eq. 1): w_b = +1 if w >= 0 else -1                  (sign(0) = +1)
+    forward, stochastic    (Eq. 2): w_b = +1 with p = hard_sigmoid(w) = clip((w+1)/2, 0, 1), else -1
     backward: dC/dw := dC/dw_b (straight through; the latent weights are clipped to [-1, 1] after
     each update by the layer, which is what bounds them).
     At test time (module in eval mode) the deterministic variant keeps binary weights and the
@@ -105,6 +155,7 @@ class BinaryConnect(nn.Module):
     """
 
     name = "binaryconnect"
+    roles = frozenset({"weight"})
 
     def __init__(self, stochastic: bool = False):
         super().__init__()
@@ -123,3 +174,26 @@ class BinaryConnect(nn.Module):
 
     def extra_repr(self) -> str:
         return f"stochastic={self.stochastic}"
+
+
+@register
+class BNNSign(nn.Module):
+    """BNN's deterministic binarization with the saturating straight-through estimator
+    (Hubara, Courbariaux, Soudry, El-Yaniv, Bengio 2016, Eq. 1 and Sec. 1.3 "Propagating
+    gradients through discretization"):
+
+    forward:  q = Sign(r) = +1 if r >= 0 else -1                         (sign(0) = +1)
+    backward: g_r = g_q * 1_{|r| <= 1}       (the gradient of hard_tanh; cancelled where |r| > 1)
+
+    BNN uses it on the activations (the input quantizer of the next layer); its weights are
+    binarized with the same sign but an unmasked straight-through gradient and clipped latent
+    weights, which is ``binaryconnect`` (paper, Alg. 1). Used as a weight quantizer it masks the
+    weight gradient too.
+    """
+
+    name = "bnn_sign"
+    roles = frozenset({"weight", "input"})
+    bits = 1
+
+    def forward(self, x):
+        return _SignSTE.apply(x)

@@ -27,6 +27,22 @@ def train_epoch(model: nn.Module, optimizer, loss_fn, x, y, batches, clip_target
     return total / max(len(batches), 1)
 
 
+class Backprop:
+    """Ordinary backpropagation with the spec's optimizer."""
+
+    def __init__(self, model, optimizer, loss_fn, train_spec, clip_targets):
+        self.model, self.optimizer, self.loss_fn, self.clip_targets = model, optimizer, loss_fn, clip_targets
+
+    def epoch(self, x, y, batches) -> torch.Tensor:
+        return train_epoch(self.model, self.optimizer, self.loss_fn, x, y, batches, self.clip_targets)
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
 @torch.no_grad()
 def error_percent(model: nn.Module, x, y, batch_size: int) -> float:
     """Classification error in percent over (x, y), evaluated in eval mode."""

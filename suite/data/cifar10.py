@@ -1,0 +1,216 @@
+"""CIFAR-10: torchvision's reader when its integrity check passes, else a reader of the same
+standard python-pickle layout (copies whose md5 differs, e.g. without the ``filenames`` key).
+
+Layout (``cifar-10-batches-py/``): ``data_batch_1`` .. ``data_batch_5``, ``batches.meta``,
+``test_batch``; each batch unpickles (``encoding="latin1"``) to a dict with ``data`` (uint8
+N x 3072: the R, G, B planes of a 32 x 32 image, row-major) and ``labels``. The test set is
+selectable (``data.test_set``): the standard ``test_batch``, or one of the partial test files
+of ``../shared/data/cifar-10-test-partial/`` (``test_batch_exact_first1000``: test images
+0-999, exact; ``test_batch_mixed_jpeg_q75``: all 10000 test images grouped by class, 9000 of
+them decoded from JPEG q75, a ``lossless`` key marking the exact ones). Every table says which.
+
+``data.source = "full"``: found on disk (--data-dir, $SUITE_DATA_DIR, the cache) or downloaded by
+torchvision, else an error naming the files. With ``"synthetic"``, or ``"auto"`` when no copy is on
+disk (``auto`` never downloads 170 MB by itself), a small synthetic set is written in the same
+layout to a temporary folder and read back by the same reader: it tests the pipeline, never a
+result, and tables say so in capitals.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import socket
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from suite.data.mnist import candidate_roots
+from suite.errors import UserError
+
+FOLDER = "cifar-10-batches-py"
+PARTIAL_FOLDER = "cifar-10-test-partial"
+TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
+META = "batches.meta"
+# test_set -> (file name, description for tables)
+TEST_FILES = {
+    "standard": ("test_batch", "standard CIFAR-10 test set (test_batch)"),
+    "exact_first1000": ("test_batch_exact_first1000", "CIFAR-10 test images 0-999 (exact)"),
+    "mixed_jpeg_q75": ("test_batch_mixed_jpeg_q75",
+                       "all 10000 CIFAR-10 test images, 9000 of them JPEG-decoded (q75): indicative only"),
+}
+CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+def read_batch(path: Path) -> dict[str, torch.Tensor]:
+    """One pickled batch -> images (uint8 N x 3 x 32 x 32), labels (int64) and, where the file
+    has it, ``lossless`` (bool: the image is exact, not JPEG-decoded)."""
+    try:
+        with open(path, "rb") as f:
+            entry = pickle.load(f, encoding="latin1")
+    except (OSError, pickle.UnpicklingError, EOFError, ValueError) as e:
+        raise UserError(f"{path}: cannot read a CIFAR-10 batch ({type(e).__name__}: {e})") from None
+    if not isinstance(entry, dict) or "data" not in entry or "labels" not in entry:
+        keys = sorted(entry) if isinstance(entry, dict) else type(entry).__name__
+        raise UserError(f"{path}: not a CIFAR-10 batch (expected keys 'data' and 'labels', found {keys})")
+    data = np.asarray(entry["data"])
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        raise UserError(f"{path}: 'data' must be uint8 N x 3072, got {data.dtype} {data.shape}")
+    labels = np.asarray(entry["labels"], dtype=np.int64)
+    if labels.shape != (len(data),) or (len(labels) and not 0 <= labels.min() <= labels.max() <= 9):
+        raise UserError(f"{path}: 'labels' must be {len(data)} integers in 0..9")
+    out = {"images": torch.from_numpy(data.reshape(-1, 3, 32, 32).copy()), "labels": torch.from_numpy(labels)}
+    if "lossless" in entry:
+        out["lossless"] = torch.as_tensor(np.asarray(entry["lossless"], dtype=bool))
+    return out
+
+
+def _find_folder(root: Path) -> Path | None:
+    """The folder holding the five training batches: root/cifar-10-batches-py, or root itself."""
+    for folder in (root / FOLDER, root):
+        if all((folder / f).exists() for f in TRAIN_FILES):
+            return folder
+    return None
+
+
+def _find_test_file(folder: Path, test_set: str) -> Path | None:
+    name = TEST_FILES[test_set][0]
+    for candidate in (folder / name, folder.parent / PARTIAL_FOLDER / name, folder / PARTIAL_FOLDER / name):
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def _torchvision_passes(folder: Path) -> bool:
+    """torchvision's own md5 check of the six standard files and batches.meta."""
+    from torchvision.datasets import CIFAR10
+    from torchvision.datasets.utils import check_integrity
+
+    files = CIFAR10.train_list + CIFAR10.test_list + [[CIFAR10.meta["filename"], CIFAR10.meta["md5"]]]
+    return all(check_integrity(str(folder / name), md5) for name, md5 in files)
+
+
+def _read_with_torchvision(folder: Path, train: bool) -> dict[str, torch.Tensor]:
+    from torchvision.datasets import CIFAR10
+
+    ds = CIFAR10(str(folder.parent), train=train, download=False)
+    images = torch.from_numpy(np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2)))  # HWC -> CHW
+    return {"images": images, "labels": torch.as_tensor(ds.targets, dtype=torch.int64)}
+
+
+def _read_folder(folder: Path, test_set: str, check_md5: bool = True) -> tuple[dict, dict]:
+    test_file = _find_test_file(folder, test_set)
+    if test_file is None:
+        name = TEST_FILES[test_set][0]
+        raise UserError(f"CIFAR-10 test set {test_set!r}: file {name} not found in {folder}, "
+                        f"{folder.parent / PARTIAL_FOLDER} or {folder / PARTIAL_FOLDER}"
+                        + ("; data.test_set = \"exact_first1000\" or \"mixed_jpeg_q75\" selects the partial "
+                           "test files of ../shared/data" if test_set == "standard" else ""))
+    genuine = (check_md5 and folder.name == FOLDER and (folder / "test_batch").exists()
+               and (folder / META).exists() and _torchvision_passes(folder))
+    if genuine:
+        train = _read_with_torchvision(folder, train=True)
+        reader = "torchvision (md5 check passed)"
+    else:
+        parts = [read_batch(folder / f) for f in TRAIN_FILES]
+        train = {k: torch.cat([p[k] for p in parts]) for k in ("images", "labels")}
+        reader = ("the suite's pickle reader (torchvision's md5 check failed: these files differ from the "
+                  "originals' bytes, e.g. no 'filenames' key)")
+    test = _read_with_torchvision(folder, train=False) if genuine and test_set == "standard" else read_batch(test_file)
+    arrays = {"train_images": train["images"], "train_labels": train["labels"],
+              "test_images": test["images"], "test_labels": test["labels"]}
+    if "lossless" in test:
+        arrays["test_lossless"] = test["lossless"]
+    info = {"source": "full", "path": str(folder), "test_file": str(test_file), "reader": reader,
+            "test_set": TEST_FILES[test_set][1]}
+    if "lossless" in test:
+        info["test_lossless"] = int(test["lossless"].sum())
+    if test_set == "mixed_jpeg_q75":
+        info["test_grouped_by_class"] = True
+    return arrays, info
+
+
+def missing_message(roots: list[Path]) -> str:
+    where = "; ".join(str(r / FOLDER) for r in roots)
+    return (f"CIFAR-10 not found. Expected the python-pickle batches ({', '.join(TRAIN_FILES)}, {META}, "
+            f"test_batch) in one of: {where}. Get them with torchvision (python -c \"from torchvision.datasets "
+            f"import CIFAR10; CIFAR10('DIR', download=True)\") or as cifar-10-python.tar.gz from the CIFAR "
+            f"site, then pass --data-dir DIR or set SUITE_DATA_DIR=DIR; the partial test files "
+            f"({', '.join(TEST_FILES[t][0] for t in ('exact_first1000', 'mixed_jpeg_q75'))}) go in "
+            f"DIR/{PARTIAL_FOLDER}/. data.source = \"synthetic\" runs on generated data (a pipeline test only).")
+
+
+def _download(root: Path) -> Path | None:
+    """torchvision's download (md5-checked) into root; None (after a one-line note) when offline."""
+    from torchvision.datasets import CIFAR10
+
+    old = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(20)
+    try:
+        CIFAR10(str(root), train=True, download=True)
+        return root / FOLDER
+    except Exception as e:  # noqa: BLE001 - any network failure means "offline" here
+        print(f"note: CIFAR-10 download failed ({type(e).__name__}: {e})", file=sys.stderr)
+        return None
+    finally:
+        socket.setdefaulttimeout(old)
+
+
+def write_synthetic(folder: Path, per_batch: int = 400, n_test: int = 1000, filenames: bool = True,
+                    seed: int = 0) -> Path:
+    """Write a small learnable CIFAR-10 look-alike in the standard layout: each class is a fixed
+    random low-frequency colour pattern plus pixel noise. Returns ``folder/cifar-10-batches-py``."""
+    rng = np.random.default_rng(seed)
+    templates = rng.uniform(40, 215, size=(10, 3, 4, 4)).repeat(8, axis=2).repeat(8, axis=3)
+    out = Path(folder) / FOLDER
+    out.mkdir(parents=True, exist_ok=True)
+
+    def batch(n: int, label: str) -> dict:
+        labels = rng.integers(0, 10, size=n)
+        images = templates[labels] + rng.normal(0, 40, size=(n, 3, 32, 32))
+        entry = {"batch_label": label, "labels": labels.tolist(),
+                 "data": images.clip(0, 255).astype(np.uint8).reshape(n, 3072)}
+        if filenames:
+            entry["filenames"] = [f"synthetic_{i:05d}.png" for i in range(n)]
+        return entry
+
+    for i, name in enumerate(TRAIN_FILES, 1):
+        with open(out / name, "wb") as f:
+            pickle.dump(batch(per_batch, f"synthetic training batch {i} of 5"), f)
+    with open(out / "test_batch", "wb") as f:
+        pickle.dump(batch(n_test, "synthetic testing batch 1 of 1"), f)
+    with open(out / META, "wb") as f:
+        pickle.dump({"num_cases_per_batch": per_batch, "label_names": list(CLASSES), "num_vis": 3072}, f)
+    return out
+
+
+def _synthetic() -> tuple[dict, dict]:
+    with tempfile.TemporaryDirectory(prefix="cifar10-synthetic-") as tmp:
+        arrays, _ = _read_folder(write_synthetic(Path(tmp)), "standard", check_md5=False)
+    return arrays, {"source": "synthetic", "path": "generated (suite.data.cifar10.write_synthetic)",
+                    "test_set": "synthetic test batch"}
+
+
+def load_cifar10(source: str, data_dir=None, download: bool = True, test_set: str = "standard") -> tuple[dict, dict]:
+    """The CIFAR-10 arrays (uint8 images N x 3 x 32 x 32, int64 labels) and where they came from."""
+    if test_set not in TEST_FILES:
+        raise UserError(f"data.test_set: {test_set!r} is not one of {', '.join(TEST_FILES)}")
+    if source == "synthetic":
+        return _synthetic()
+    roots = candidate_roots(data_dir)
+    for root in roots:
+        folder = _find_folder(root)
+        if folder is not None:
+            return _read_folder(folder, test_set)
+    if source == "full":  # "auto" never downloads 170 MB on its own: it falls back to synthetic data
+        if download and not os.environ.get("SUITE_OFFLINE"):
+            folder = _download(roots[0])
+            if folder is not None:
+                return _read_folder(folder, test_set)
+        raise UserError(missing_message(roots))
+    print("note: CIFAR-10 not found; using SYNTHETIC data (labelled so in tables). " + missing_message(roots),
+          file=sys.stderr)
+    return _synthetic()

@@ -1,0 +1,156 @@
+"""XNOR-Net (Rastegari, Ordonez, Redmon, Farhadi; ECCV 2016; arXiv 1603.05279): binary weights
+scaled per output channel (BWN) and binary inputs scaled by the K map (XNOR-Net).
+
+A BWN layer is ``weight_quantizer="xnor_weight"`` with real inputs; an XNOR-Net layer adds
+``input_quantizer="xnor_input"``. The quantized layers ask the input quantizer for its scale
+(`XNORInput.output_scale`) and multiply their output by it, since K depends on the layer's
+kernel, stride, padding, dilation and groups:
+
+    I * W  ~=  (sign(I) (*) sign(W)) . K alpha          (the paper's binary convolution, Sec. 3.2)
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from suite.quant.binary import pass_where_pm1, sign_pm1, sign_ste
+from suite.quant.registry import register
+
+
+class _SignAndScale(torch.autograd.Function):
+    """(B, alpha) = (sign(W), mean |W| per output channel), both differentiable, W~ = alpha B.
+
+    backward: dC/dW = 1_{|W| <= 1} dC/dB + sign(W) dC/dalpha / n    (sign's STE; d|W|/dW = sign(W))
+    forward mode: (1_{|W| <= 1} t, mean_n(sign(W) t)) for a tangent t.
+    With dC/dB = alpha dC/dW~ and dC/dalpha = sum_n sign(W) dC/dW~ this is the exact derivative of
+    alpha sign(W) under the STE, whether the product alpha B is formed on the weights or alpha
+    multiplies the layer's output.
+    """
+
+    generate_vmap_rule = True  # torch.func.vmap (batched forward-gradient directions)
+
+    @staticmethod
+    def forward(w):
+        o, n = w.shape[0], w[0].numel()
+        buf = torch.abs(w)
+        alpha = buf.reshape(o, n).sum(1).div_(n)
+        return sign_pm1(w, out=buf), alpha  # B written over the |W| buffer
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(inputs[0], output[0])
+        ctx.save_for_forward(inputs[0], output[0])
+
+    @staticmethod
+    def backward(ctx, grad_b, grad_alpha):
+        w, b = ctx.saved_tensors
+        c = (grad_alpha / w[0].numel()).view(-1, *(1,) * (w.dim() - 1))
+        return pass_where_pm1(grad_b, w).addcmul_(b, c)  # two passes over W
+
+    @staticmethod
+    def jvp(ctx, tangent):
+        w, b = ctx.saved_tensors
+        o = w.shape[0]
+        # mean_n(sign(W) t) per channel: a batched dot product, no temporary of W's size
+        t_alpha = torch.bmm(b.reshape(o, 1, -1), tangent.reshape(o, -1, 1)).view(o).div_(w[0].numel())
+        return pass_where_pm1(tangent, w), t_alpha
+
+
+@register
+class XNORWeight(nn.Module):
+    """XNOR-Net's binary weights with a scaling factor per output channel (BWN, Sec. 3.1):
+
+    forward  (W ~ alpha B, solved by B* = sign(W), alpha* = ||W||_l1 / n):
+             W~ = alpha B,  B = sign(W)  (sign(0) = +1),  alpha = (1/n) ||W||_l1
+             over each output channel (filter) of n = c_in/groups * kh * kw weights (n = in_features
+             for a linear layer).
+    backward (Sec. 3.2, "Training"): the paper prints dC/dW_i = dC/dW~_i (1/n + dsign/dW_i alpha)
+             with dsign/dW = 1_{|W| <= 1}; the exact derivative of alpha sign(W) under that STE,
+             which the authors' PyTorch code (BinOp.updateBinaryGradWeight) computes, is
+                 dC/dW = alpha 1_{|W| <= 1} dC/dW~ + sign(W) mean_n(sign(W) dC/dW~)
+             and is what this quantizer returns (the printed 1/n term is the j = i term of
+             sign(W_i) sum_j sign(W_j) dC/dW~_j / n). The code then multiplies the gradient by
+             n (1 - 1/c_in), an LR rescaling left to the optimizer settings here.
+    Forward mode: the same Jacobian applied to the tangent.
+
+    `factors(W)` returns (B, alpha) for a layer that multiplies its output by alpha instead (the
+    paper's (sign(I) (*) sign(W)) . K alpha): same values and gradients, fewer passes over W.
+    """
+
+    name = "xnor_weight"
+    roles = frozenset({"weight"})
+    bits = 1
+
+    def factors(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, alpha): B = sign(W) shaped like W, alpha of shape (out_channels,)."""
+        return _SignAndScale.apply(w)
+
+    def forward(self, w):
+        b, alpha = _SignAndScale.apply(w)
+        return b * alpha.view(-1, *(1,) * (w.dim() - 1))
+
+    def stored_scales(self, weight: torch.Tensor) -> int:
+        """alpha: one float per output channel, kept beside the binary weights at inference."""
+        return weight.shape[0]
+
+
+@register
+class XNORInput(nn.Module):
+    """XNOR-Net's binary input with its scaling map K (Sec. 3.2, "Binary Convolution"):
+
+    forward:  I~ = sign(I) (sign(0) = +1); the layer's output is multiplied by
+              K = A * k,  A = sum_c |I_c| / c  (mean over input channels), k = 1/(kh kw) on a kh x kw box,
+              i.e. K is the mean of |I| over each output position's receptive field: computed with
+              the layer's own kernel size, stride, padding, dilation (and per group of a grouped
+              convolution, whose outputs see only their group's channels). For a linear layer K is
+              one value per sample, the mean of |x| over the features (the paper's beta).
+    backward: dsign/dI = 1_{|I| <= 1} (the BNN straight-through estimator the paper adopts); the
+              gradient also flows through K, which is a differentiable function of I.
+    scale=false drops K (the paper's "removing beta" ablation, Sec. 4.3): a BNN-style binary input.
+    """
+
+    name = "xnor_input"
+    roles = frozenset({"input"})
+    bits = 1
+
+    def __init__(self, scale: bool = True):
+        super().__init__()
+        if not isinstance(scale, bool):
+            raise ValueError(f"scale must be true or false, got {scale!r}")
+        self.scale = scale
+
+    def forward(self, x):
+        return sign_ste(x)
+
+    def output_scale(self, x: torch.Tensor, layer: nn.Module) -> torch.Tensor | None:
+        """K for `layer`'s output given its real input x: (..., 1) for a linear layer; for a
+        convolution (N, G, H', W') for G groups (the layer broadcasts it over each group's
+        output channels); None when scale=false."""
+        if not self.scale:
+            return None
+        if isinstance(layer, nn.Conv2d):
+            return _k_map(x, layer)
+        return x.abs().mean(-1, keepdim=True)
+
+    def extra_repr(self) -> str:
+        return f"scale={self.scale}"
+
+
+def _k_map(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
+    unbatched = x.dim() == 3
+    if unbatched:
+        x = x.unsqueeze(0)
+    n, c, h, w = x.shape
+    g = conv.groups
+    # A: channel mean of |I| (per group); abs + mean run faster than vector_norm's L1 kernel
+    a = x.abs().reshape(n, g, c // g, h, w).mean(2)
+    kh, kw = conv.kernel_size
+    box = a.new_full((g, 1, kh, kw), 1.0 / (kh * kw))
+    padding = conv.padding
+    if conv.padding_mode != "zeros":  # the layer pads I itself; pad A the same way
+        a = F.pad(a, conv._reversed_padding_repeated_twice, mode=conv.padding_mode)
+        padding = 0
+    k = F.conv2d(a, box, None, conv.stride, padding, conv.dilation, g)
+    return k.squeeze(0) if unbatched else k
