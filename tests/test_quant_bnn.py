@@ -49,9 +49,17 @@ def test_sign_pm1_scale_and_out():
 def test_sign_pm1_edge_values():
     tiny = torch.finfo(torch.float32).tiny
     x = torch.tensor([-tiny / 8, tiny / 8, float("-inf"), float("inf"), float("nan"), -float("nan")])
-    # subnormals keep their sign; NaN takes the sign(0) branch (torch.sign(NaN) is 0): stated in
-    # sign_pm1's comment, pinned here so that a change of torch.sign is noticed
-    assert sign_pm1(x).tolist() == [-1.0, 1.0, -1.0, 1.0, 1.0, 1.0]
+    # subnormals keep their sign; NaN goes by its sign bit (stated in sign_pm1, not relied upon)
+    assert sign_pm1(x).tolist() == [-1.0, 1.0, -1.0, 1.0, 1.0, -1.0]
+    for dtype in (torch.float64, torch.float16, torch.bfloat16):
+        assert sign_pm1(torch.tensor([-0.0, 0.0, -2.0], dtype=dtype)).tolist() == [1.0, 1.0, -1.0]
+
+
+def test_sign_pm1_has_no_gradient_and_keeps_its_input():
+    w = torch.tensor([0.5, -0.5, -0.0], requires_grad=True)
+    s = sign_pm1(w)
+    assert not s.requires_grad and s.tolist() == [1.0, -1.0, 1.0]
+    assert w.tolist() == [0.5, -0.5, 0.0] and str(w[2].item()) == "-0.0"
 
 
 def test_bnn_sign_is_one_bit_in_both_roles():

@@ -171,3 +171,19 @@ def test_linear_alpha_on_output_or_weights_gives_the_same_values_and_gradients(b
     assert torch.allclose(layer(x), ref, atol=1e-5)
     for ours, theirs in zip(grads, (x2.grad, w.grad, b.grad), strict=True):
         assert torch.allclose(ours, theirs, atol=1e-5)
+
+
+def test_weight_gradient_under_torch_func_transforms():
+    """grad and vmap(grad) take the out-of-place path of the backward: same values."""
+    def loss(w, x):
+        return (x @ XNORWeight()(w).t()).square().sum()
+
+    torch.manual_seed(7)
+    w = torch.randn(5, 4) * 0.8
+    xs = torch.randn(3, 2, 4)
+    per_batch = torch.func.vmap(torch.func.grad(loss), in_dims=(None, 0))(w, xs)
+    for i in range(3):
+        wi = w.clone().requires_grad_()
+        loss(wi, xs[i]).backward()
+        assert torch.allclose(per_batch[i], wi.grad, atol=1e-5)
+        assert torch.allclose(torch.func.grad(loss)(w, xs[i]), wi.grad, atol=1e-5)

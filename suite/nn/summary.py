@@ -99,7 +99,7 @@ def model_summary(model: nn.Module, input_shape: tuple[int, ...]) -> dict:
     by_layer: dict[str, list[dict]] = {}
     for r in mem["layers"]:
         by_layer.setdefault(r["layer"], []).append(r)
-    counted = (nn.Linear, nn.modules.conv._ConvNd)
+    counted = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)  # (transposed convolutions count differently)
     macs: dict[str, int] = {}
     hooks = []
     for name, m in model.named_modules():

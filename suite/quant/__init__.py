@@ -49,12 +49,14 @@ torch's global generator, which the harness seeds.
 
 To add one: write the module in the file of its family, decorate its class with ``@register``,
 give it a stable `name`, its `roles` and `bits`, quote its paper equation in the docstring, write
-every autograd Function with `forward`, `setup_context`, `backward` and `jvp`, and add a test that
+every autograd Function with `forward`, `setup_context`, `backward`, `jvp` and
+``generate_vmap_rule = True`` (the forward-gradient method vmaps its jvps), and add a test that
 computes a small case by hand. Attribute ``bits`` is the precision at inference (weights for a
 weight quantizer, activations for an input quantizer), used by the bit accounting; a weight
 quantizer that keeps float scales beside its weights says how many with ``stored_scales(weight)``.
 An input quantizer whose scale multiplies the layer's output (XNOR-Net's K) provides
-``output_scale(x, layer)``.
+``output_scale(x, layer)``; a weight quantizer alpha B may provide ``factors(w) -> (B, alpha)`` so
+that a linear layer scales its (smaller) output instead of its weights.
 """
 
 from suite.quant.binary import BinaryConnect, BNNSign, Identity, sign_pm1, sign_ste

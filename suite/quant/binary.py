@@ -12,19 +12,20 @@ def sign_pm1(x: torch.Tensor, scale: torch.Tensor | float | None = None, *,
              out: torch.Tensor | None = None) -> torch.Tensor:
     """sign(x) with sign(0) = +1, the convention of every paper here (torch.sign(0) is 0); times
     `scale` (>= 0, broadcast to x's shape) if given. Written to `out` if given (may be x itself).
+    No gradient (the quantizers state theirs in their autograd Functions).
 
     The one place in the suite where this convention lives.
     """
-    # sign(x) + 0.5 is > 0 for x >= 0 (and -0.0) and < 0 for x < 0; two cheap passes, where a
-    # torch.where on a bool mask costs ten times more on the CPU. NaN maps to +1 (torch.sign(NaN)
-    # is 0 in torch 2.x): a NaN weight comes from NaN gradients, which reach the float parameters
-    # (biases, BatchNorm) and the loss too, where the divergence check sees them.
-    if scale is None:
-        return torch.sign(x, out=out).add_(0.5).sign_()
-    with torch.no_grad():  # sign has no gradient, and out= ops refuse autograd
-        half = torch.sign(x, out=out).add_(0.5)
-        # +-scale in the third pass: the sign of sign(x) + 0.5 (never 0 or NaN), the magnitude of scale
-        return torch.copysign(torch.as_tensor(scale, dtype=x.dtype, device=x.device), half, out=half)
+    # Two passes: x + 0.0 is x except that -0.0 becomes +0.0 (IEEE 754 round to nearest), then
+    # copysign(1, .) takes the sign bit: +1 for x >= 0 and -0.0, -1 for x < 0. (sign, + 0.5, sign
+    # takes three passes; a torch.where on a bool mask costs ten times more on the CPU.) NaN gives
+    # +1 or -1 by its sign bit: a NaN weight comes from NaN gradients, which reach the float
+    # parameters (biases, BatchNorm) and the loss too, where the divergence check sees them.
+    with torch.no_grad():  # out= ops refuse autograd
+        t = torch.add(x, 0.0) if out is None else torch.add(x, 0.0, out=out)
+        mag = torch.ones((), dtype=x.dtype, device=x.device) if scale is None else \
+            torch.as_tensor(scale, dtype=x.dtype, device=x.device)
+        return torch.copysign(mag, t, out=t)
 
 
 def pass_where_pm1(grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

@@ -147,14 +147,16 @@ class DoReFaWeight(nn.Module):
     """DoReFa-Net weight quantizer f_w^k (Sec. 2.3).
 
     k = 1:  forward  r_o = sign(r_i) E(|r_i|)  (sign(0) = +1), E the mean of |r_i| over the whole
-            layer: "a constant scalar to scale all filters" instead of XNOR-Net's per-channel
-            alpha, so that the backward convolutions stay bit operations;
+            layer: one constant scalar for all filters instead of XNOR-Net's per-channel alpha, so
+            that the backward convolutions stay bit operations (the authors' slides: "Simplified
+            scaled binarization: only scalar");
             backward dc/dr_i = dc/dr_o (E treated as a constant, as the paper's STE states and the
             authors' tensorpack code does with stop_gradient).
     k > 1:  forward  r_o = 2 quantize_k( tanh(r_i) / (2 max(|tanh(r_i)|)) + 1/2 ) - 1, the max over
             all weights of the layer, giving the 2^k levels 2j/(2^k - 1) - 1 of [-1, 1];
             backward dc/dr_i = (dr_o/dr_i) dc/dr_o with quantize_k straight through: the chain
-            rule through tanh and through the max (tensorpack does not stop its gradient).
+            rule through tanh and through the max (tensorpack does not stop its gradient; on ties
+            the first largest weight takes the max's share, a subgradient).
     k = 32: identity.
     """
 

@@ -19,6 +19,12 @@ from suite.quant.binary import pass_where_pm1, sign_pm1, sign_ste
 from suite.quant.registry import register
 
 
+def _owned_gradient(grad: torch.Tensor, w: torch.Tensor) -> bool:
+    """A plain dense gradient laid out like W (not a functorch-wrapped or batched one)."""
+    return (type(grad) is torch.Tensor and grad.shape == w.shape and grad.dtype == w.dtype
+            and grad.is_contiguous() and not torch._C._functorch.is_functorch_wrapped_tensor(grad))
+
+
 class _SignAndScale(torch.autograd.Function):
     """(B, alpha) = (sign(W), mean |W| per output channel), both differentiable, W~ = alpha B.
 
@@ -47,7 +53,13 @@ class _SignAndScale(torch.autograd.Function):
     def backward(ctx, grad_b, grad_alpha):
         w, b = ctx.saved_tensors
         c = (grad_alpha / w[0].numel()).view(-1, *(1,) * (w.dim() - 1))
-        return pass_where_pm1(grad_b, w).addcmul_(b, c)  # two passes over W
+        if _owned_gradient(grad_b, w):
+            # dC/dB was made for B alone (see `XNORWeight.factors`) and is dead after this call:
+            # writing dC/dW over it spares a weight-sized allocation (and its page faults) a step
+            bound = 1.0 + torch.finfo(w.dtype).eps
+            torch.ops.aten.hardtanh_backward.grad_input(grad_b, w, -bound, bound, grad_input=grad_b)
+            return grad_b.addcmul_(b, c)
+        return torch.addcmul(pass_where_pm1(grad_b, w), b, c)  # out of place: batched under vmap
 
     @staticmethod
     def jvp(ctx, tangent):
@@ -84,7 +96,11 @@ class XNORWeight(nn.Module):
     bits = 1
 
     def factors(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, alpha): B = sign(W) shaped like W, alpha of shape (out_channels,)."""
+        """(B, alpha): B = sign(W) shaped like W, alpha of shape (out_channels,).
+
+        For the quantized layers: B must feed one op whose backward makes a fresh gradient for it
+        (the layer's matrix product, or alpha * B), because the backward writes dC/dW over dC/dB.
+        """
         return _SignAndScale.apply(w)
 
     def forward(self, w):
