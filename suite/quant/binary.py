@@ -6,6 +6,7 @@ import torch.nn as nn
 
 from suite.quant.noise import random_int16
 from suite.quant.registry import register
+from suite.quant.ste import StraightThrough
 
 
 def sign_pm1(x: torch.Tensor, scale: torch.Tensor | float | None = None, *,
@@ -44,29 +45,15 @@ def inside(x: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
     return x.clamp(lo, hi).eq_(x)
 
 
-class _BinarizeDeterministic(torch.autograd.Function):
+class _BinarizeDeterministic(StraightThrough):
     """w_b = sign(w) forward; gradient and tangent passed straight through (BinaryConnect Alg. 1)."""
-
-    generate_vmap_rule = True  # torch.func.vmap (batched forward-gradient directions)
 
     @staticmethod
     def forward(w):
         return sign_pm1(w)
 
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        pass
 
-    @staticmethod
-    def backward(ctx, grad):
-        return grad
-
-    @staticmethod
-    def jvp(ctx, tangent):
-        return tangent
-
-
-class _BinarizeStochastic(torch.autograd.Function):
+class _BinarizeStochastic(StraightThrough):
     """w_b = +1 with probability hard_sigmoid(w) = clip((w + 1) / 2, 0, 1), else -1.
 
     Drawn as sign(w - u) with u uniform in (-1, 1): P(u <= w) = hard_sigmoid(w). On the CPU u
@@ -74,8 +61,6 @@ class _BinarizeStochastic(torch.autograd.Function):
     far below any sampling error a training run can see; elsewhere (CUDA's Philox generator is
     fast) it is a float draw. Gradient and tangent straight through.
     """
-
-    generate_vmap_rule = True  # torch.func.vmap (batched forward-gradient directions)
 
     @staticmethod
     def forward(w):
@@ -86,18 +71,6 @@ class _BinarizeStochastic(torch.autograd.Function):
         else:
             d = torch.empty_like(w).uniform_(-1.0, 1.0).neg_().add_(w)
         return sign_pm1(d, out=d)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        pass
-
-    @staticmethod
-    def backward(ctx, grad):
-        return grad
-
-    @staticmethod
-    def jvp(ctx, tangent):
-        return tangent
 
 
 class _SignSTE(torch.autograd.Function):

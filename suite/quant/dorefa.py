@@ -19,6 +19,7 @@ import torch.nn as nn
 from suite.quant.binary import inside, sign_pm1
 from suite.quant.noise import uniform_centered
 from suite.quant.registry import register
+from suite.quant.ste import StraightThrough
 
 
 def _check_bits(bits, allowed: str = "1..16 or 32") -> int:
@@ -34,50 +35,22 @@ def quantize_k(r: torch.Tensor, bits: int) -> torch.Tensor:
     return (r * n).round_().div_(n)
 
 
-class _QuantizeK(torch.autograd.Function):
+class _QuantizeK(StraightThrough):
     """quantize_k forward; gradient and tangent straight through (DoReFa's STE)."""
-
-    generate_vmap_rule = True  # torch.func.vmap (batched forward-gradient directions)
 
     @staticmethod
     def forward(r, bits):
         return quantize_k(r, bits)
 
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        pass
 
-    @staticmethod
-    def backward(ctx, grad):
-        return grad, None
-
-    @staticmethod
-    def jvp(ctx, tangent, _):
-        return tangent
-
-
-class _BinaryMeanScaled(torch.autograd.Function):
+class _BinaryMeanScaled(StraightThrough):
     """sign(W) E(|W|) forward, E the mean over the whole layer; straight through backward."""
-
-    generate_vmap_rule = True  # torch.func.vmap (batched forward-gradient directions)
 
     @staticmethod
     def forward(w):
         buf = torch.abs(w)
         e = buf.sum().div_(w.numel())
         return sign_pm1(w, e, out=buf)  # sign(W) E written over the |W| buffer: one fresh tensor
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        pass
-
-    @staticmethod
-    def backward(ctx, grad):
-        return grad
-
-    @staticmethod
-    def jvp(ctx, tangent):
-        return tangent
 
 
 class _TanhQuantize(torch.autograd.Function):

@@ -7,6 +7,7 @@ import torch.nn as nn
 
 from suite.quant.noise import uniform_centered
 from suite.quant.registry import register
+from suite.quant.ste import StraightThrough
 
 
 def _range(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -15,8 +16,7 @@ def _range(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return lo, torch.where(alpha > 0, alpha, 1.0)  # a constant tensor: x~ = 0, Q(X) = X
 
 
-class _StochasticRound(torch.autograd.Function):
-    generate_vmap_rule = True  # torch.func.vmap (batched forward-gradient directions)
+class _StochasticRound(StraightThrough):
 
     @staticmethod
     def forward(x, bits):
@@ -28,18 +28,6 @@ class _StochasticRound(torch.autograd.Function):
         # n x~ = n at the max, and float rounding of n + u can give n + 1: keep the 2^k levels
         q.clamp_(0, n)
         return q.mul_(alpha / n).add_(beta)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        pass
-
-    @staticmethod
-    def backward(ctx, grad):
-        return grad, None
-
-    @staticmethod
-    def jvp(ctx, tangent, _):
-        return tangent
 
 
 class _NearestRound(_StochasticRound):

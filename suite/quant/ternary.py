@@ -6,10 +6,10 @@ import torch
 import torch.nn as nn
 
 from suite.quant.registry import register
+from suite.quant.ste import StraightThrough
 
 
-class _Ternarize(torch.autograd.Function):
-    generate_vmap_rule = True  # torch.func.vmap (batched forward-gradient directions)
+class _Ternarize(StraightThrough):
 
     @staticmethod
     def forward(w, threshold):
@@ -21,18 +21,6 @@ class _Ternarize(torch.autograd.Function):
         # torch.sign, not sign_pm1: W = 0 is never kept (0 > delta >= 0 is false), so sign(0)
         # never reaches the output
         return torch.sign(w).mul_(keep).mul_(alpha)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        pass
-
-    @staticmethod
-    def backward(ctx, grad):
-        return grad, None
-
-    @staticmethod
-    def jvp(ctx, tangent, _):
-        return tangent
 
 
 @register
