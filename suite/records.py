@@ -92,6 +92,9 @@ def read_records(results_dir: Path, spec: str | None = None) -> tuple[list[dict]
         if missing:
             problems.append((path, f"missing fields {', '.join(missing)}"))
             continue
+        if rec["status"] not in STATUSES:
+            problems.append((path, f"unknown status {rec['status']!r}; expected one of {', '.join(STATUSES)}"))
+            continue
         if rec["schema"] != SCHEMA:
             problems.append((path, f"schema {rec['schema']!r}, this suite reads {SCHEMA}"))
             continue
