@@ -103,23 +103,23 @@ def profile_table(records: list[dict], baselines: pd.DataFrame | None) -> tuple[
             p = r["provenance"]
             facts["provenance"].add(f"{p['device']} ({p['device_name']}), torch {p['torch']}, "
                                     f"{p['torch_threads']} threads, commit {p['git_commit']}")
-        errs = [r["summary"][METRIC] for r in done]
-        mean, std = _mean_std(errs)
         info = variant_info.get(name, {})
         paper = pm = None
         paper_cell = source = "–"
         bid = info.get("baseline")
         context = False
+        key = METRIC
         if bid and baselines is not None and bid in baselines.index:
             b = baselines.loc[bid]
-            context = not is_test_error(b)
+            compare = comparable(b)
+            context = compare is None
             if context:  # another metric or unit: shown beside ours, never compared
                 pm_text = f" ± {b['plusminus']}" if b["plusminus"] else ""
                 paper_cell = f"context: {b['metric']} = {b['value']}{pm_text} {b['unit']}"
             else:
-                paper = float(b["value"])
-                pm = float(b["plusminus"]) if b["plusminus"] else None
-                paper_cell = b["value"] + (f" ± {b['plusminus']}" if b["plusminus"] else "")
+                key, paper, pm, note = compare
+                paper_cell = (f"{paper:g}" + (f" ± {pm:g}" if pm else "") + f" ({note})" if note
+                              else b["value"] + (f" ± {b['plusminus']}" if b["plusminus"] else ""))
             conf = b["confidence"] + (" ⚠" if "low" in b["confidence"] else "")
             source = f"{b['table']} [{len(facts['baselines']) + 1}], {conf}"
             facts["linked"].add(bid)
@@ -127,6 +127,9 @@ def profile_table(records: list[dict], baselines: pd.DataFrame | None) -> tuple[
                                       + (f"; note: {b['note']}" if b.get("note") else ""))
         elif bid:
             paper_cell = f"missing baseline {bid!r}"
+        errs = [r["summary"].get(key) for r in done]
+        errs = [e for e in errs if e is not None]
+        mean, std = _mean_std(errs) if errs else (float("nan"), None)
         secs = statistics.fmean(r["summary"]["median_epoch_seconds"] for r in done)
         speeds[name] = (secs, info.get("weight_quantizer", "none"))
         rss = max(r["summary"]["peak_rss_mb"] for r in done)
@@ -167,10 +170,34 @@ def profile_table(records: list[dict], baselines: pd.DataFrame | None) -> tuple[
     return pd.DataFrame(rows).fillna("–"), facts
 
 
-def is_test_error(baseline: pd.Series) -> bool:
-    """A baseline row is compared with our test error only if it is one (metric test_error, in %);
-    anything else (accuracy, a loss, a runtime multiple) is shown as context."""
-    return baseline.get("metric", "test_error") == "test_error" and baseline.get("unit", "%") == "%"
+# Paper metrics we compare with, as (our summary key, how the paper's value becomes an error in %,
+# what the cell says). Accuracies become errors (100 - acc); DoReFa's "max test accuracy over 200
+# epochs" selects on the test set, so it is compared with our minimum test error over epochs.
+_COMPARABLE = {
+    ("test_error", "%"): (METRIC, lambda v: v, ""),
+    ("test_acc", "%"): (METRIC, lambda v: 100 - v, "{v}% accuracy"),
+    ("top1_acc", "%"): (METRIC, lambda v: 100 - v, "{v}% top-1 accuracy"),
+    ("top1_val_error", "%"): (METRIC, lambda v: v, "top-1 val error"),
+    ("test_acc_max_over_200_epochs", "fraction"): (
+        "min_test_error", lambda v: 100 * (1 - v), "max test accuracy {v} over epochs; ours: min test error over epochs"),
+}
+
+
+def comparable(baseline: pd.Series) -> tuple[str, float, float | None, str] | None:
+    """(our summary key, the paper's value as a test error in %, its ± in points, a note) for a
+    row we can compare with; None for context rows (a loss, a runtime multiple, a top-5 figure,
+    a cell the paper left empty)."""
+    rule = _COMPARABLE.get((baseline.get("metric", "test_error"), baseline.get("unit", "%")))
+    try:
+        value = float(baseline["value"])
+    except ValueError:
+        return None
+    if rule is None:
+        return None
+    key, to_error, note = rule
+    scale = 100.0 if baseline.get("unit") == "fraction" else 1.0
+    pm = float(baseline["plusminus"]) * scale if baseline["plusminus"] else None
+    return key, round(to_error(value), 6), pm, note.format(v=baseline["value"])
 
 
 def _error_within(record: dict, budget: float) -> dict | None:
@@ -263,6 +290,65 @@ def _context_rows(baselines: pd.DataFrame, linked: set, dataset: str) -> list[st
     return out
 
 
+def _in_paper_unit(error: float, baseline: pd.Series) -> str:
+    """Our test error (%) written in the unit of the paper's cell (accuracy %, accuracy fraction or error)."""
+    metric, unit = baseline.get("metric", "test_error"), baseline.get("unit", "%")
+    if "acc" not in metric:
+        return f"{error:.2f}"
+    return f"{1 - error / 100:.3f}" if unit == "fraction" else f"{100 - error:.2f}"
+
+
+def grid_layout(records: list[dict], cells: list[dict], baselines: pd.DataFrame | None) -> list[str]:
+    """A two-axis grid spec's table in the paper's own layout: one row per point of the first axis,
+    one column per point of the second, each cell "paper / ours" in the paper's metric and unit;
+    "diverged" or "failed" where our run did, "–" where it has not run. The paper's values are
+    always shown (every cell of the spec's grid, run or not). Row context columns: the baseline
+    rows of the same table and bit-widths whose model is "all" (DoReFa's complexity columns)."""
+    cells = [c for c in cells if c.get("grid")]
+    if not cells or len(cells[0]["grid"]) != 2:
+        return []
+    row_axis, col_axis = list(cells[0]["grid"])
+    rows_order = list(dict.fromkeys(c["grid"][row_axis] for c in cells))
+    cols_order = list(dict.fromkeys(c["grid"][col_axis] for c in cells))
+    by_variant = defaultdict(list)
+    for r in records:
+        by_variant[r["variant"]].append(r)
+    metric_note = ""
+    table = []
+    for rp in rows_order:
+        row: dict = {row_axis: rp}
+        for cp in cols_order:
+            cell = next((c for c in cells if c["grid"] == {row_axis: rp, col_axis: cp}), None)
+            b = baselines.loc[cell["baseline"]] if (cell and baselines is not None
+                                                     and cell.get("baseline") in baselines.index) else None
+            if b is not None:
+                for _, other in baselines.iterrows():  # the row's context columns
+                    if (other.get("model") == "all" and other.get("table") == b.get("table")
+                            and all(other.get(k) == b.get(k) for k in ("w_bits", "a_bits", "g_bits"))):
+                        row.setdefault(other["metric"].replace("_", " "), other["value"])
+            paper = b["value"] if b is not None and b["value"] else "–"
+            ours = "–"
+            chosen, _ = _select(by_variant[cell["name"]]) if cell and by_variant.get(cell["name"]) else ([], 0)
+            done = [r for r in chosen if r["status"] == "completed"]
+            compare = comparable(b) if b is not None else None
+            if done and compare:
+                key = compare[0]
+                errs = [r["summary"][key] for r in done if r["summary"].get(key) is not None]
+                if errs:
+                    ours = _in_paper_unit(statistics.fmean(errs), b) + (f" (n={len(errs)})" if len(errs) > 1 else "")
+                    metric_note = f"{b['metric']} ({b['unit']})"
+            elif chosen:
+                ours = ", ".join(sorted({r["status"] for r in chosen if r["status"] != "completed"})) or "–"
+            row[cp] = f"{paper} / {ours}"
+        table.append(row)
+    df = pd.DataFrame(table).fillna("–")
+    context = [c for c in df.columns if c not in (row_axis, *cols_order)]
+    df = df[[row_axis, *context, *cols_order]]
+    return [f"In the paper's layout (rows: {row_axis}; columns: {col_axis}; each cell: paper / ours"
+            + (f", {metric_note}" if metric_note else "") + "; – = not run here):", "",
+            df.to_markdown(index=False, disable_numparse=True), ""]
+
+
 def _reference_notes(ref: dict) -> list[str]:
     label = ref["label"]
     where = ("CUDA max_memory_allocated per epoch" if ref["cuda"] else
@@ -289,7 +375,8 @@ def _data_line(d: dict) -> str:
 
 
 def render_profile(spec_name: str, profile: str, records: list[dict], problems: list, plot: str | None,
-                   baselines_folder: Path | None = None) -> str:
+                   baselines_folder: Path | None = None, grid_cells: list[dict] | None = None) -> str:
+    """One profile's page; `grid_cells` (every cell of a grid spec, run or not) fills the paper's layout."""
     latest = max(records, key=lambda r: r["run_id"])
     resolved = latest["spec"]["resolved"]
     try:
@@ -309,6 +396,7 @@ def render_profile(spec_name: str, profile: str, records: list[dict], problems: 
             f"Data: {_data_line(facts['data'])}.", ""]
     out.append(table.to_markdown(index=False, disable_numparse=True))
     out.append("")
+    out += grid_layout(records, grid_cells or resolved["variants"], baselines)
     if plot:
         out += [f"![learning curves]({plot})", ""]
     notes = []
@@ -417,6 +505,21 @@ def plot_curves(records: list[dict], path: Path) -> None:
     tmp.replace(path)
 
 
+def _all_grid_cells(spec_name: str) -> list[dict] | None:
+    """Every cell of a grid spec (its paper profile, before any run_variants narrowing), so the
+    paper's layout shows every row and column; None if the spec file is gone or has no grid."""
+    import dataclasses
+
+    from suite.spec import find_spec, load_spec
+
+    try:
+        spec = load_spec(find_spec(spec_name), "paper")
+    except UserError:
+        return None
+    cells = [dataclasses.asdict(v) for v in spec.variants if v.grid]
+    return cells or None
+
+
 def report(results_dir: Path, spec_name: str | None = None, profile: str | None = None,
            plots: bool = True) -> list[Path]:
     """Regenerate the tables (and plots) of one spec, or of every spec with records."""
@@ -436,7 +539,7 @@ def report(results_dir: Path, spec_name: str | None = None, profile: str | None 
             plot_curves(recs, Path(results_dir) / f"{stem}.png")
             plot = f"{stem}.png"
         mine = [(p, why) for p, why in problems if f"/{name}/{prof}/" in str(p)]
-        text = render_profile(name, prof, recs, mine, plot)
+        text = render_profile(name, prof, recs, mine, plot, grid_cells=_all_grid_cells(name))
         path = Path(results_dir) / f"{stem}.md"
         write_atomic(path, text, overwrite=True)
         written.append(path)

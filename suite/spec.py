@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import hashlib
+import itertools
 import json
 import tomllib
 import types
@@ -60,6 +61,7 @@ class TrainSpec:
     seeds: list[int] = field(default_factory=lambda: [0])
     eval_batch_size: int = 1000
     max_loss: float | None = None  # a mean epoch loss above this (or not finite) ends the run as diverged
+    sync_batchnorm: bool = False  # under torchrun: BatchNorm over the global batch (GPUs); else no effect
     # method = "forward_gradient" only (suite/train/forward_gradient.py):
     num_directions: int = 1  # random directions per step
     direction_distribution: str = "gaussian"  # gaussian | rademacher
@@ -84,6 +86,9 @@ class VariantSpec:
     lr_scale: str = "none"  # none | glorot (BinaryConnect's per-layer 1/sqrt(1.5/(fan_in+fan_out)))
     weight_init_range: float | None = None  # latent weights drawn from U(-r, r); None: torch default
     baseline: str | None = None  # id of the row in the spec's baselines file
+    float_layers: list[str] = field(default_factory=list)  # "first" / "last": kept in full precision
+    model: dict[str, Any] = field(default_factory=dict)  # builder arguments merged over [model]
+    grid: dict[str, str] = field(default_factory=dict)  # a grid cell's point on each axis (set by the grid)
     # Per-variant training overrides (None: the spec's train.* value); see VARIANT_TRAIN_KEYS.
     method: str | None = None
     lr_start: float | None = None
@@ -128,6 +133,10 @@ class Spec:
                 return v
         raise UserError(f"{self.path}: no variant {name!r}; the spec has {[v.name for v in self.variants]}")
 
+    def model_for(self, variant: VariantSpec) -> ModelSpec:
+        """The model a variant builds: [model], then the variant's own `model` arguments."""
+        return ModelSpec(self.model.name, {**self.model.params, **variant.model}) if variant.model else self.model
+
     def train_for(self, variant: VariantSpec) -> TrainSpec:
         """The training settings a variant runs with: train.*, then the variant's own overrides."""
         return dataclasses.replace(self.train, **{k: getattr(variant, k) for k in VARIANT_TRAIN_KEYS
@@ -143,7 +152,8 @@ def config_hash(resolved: dict[str, Any]) -> str:
 # --- generic typed construction -------------------------------------------------------------
 
 _TOP_KEYS = {"name", "title", "paper", "baselines", "deviations", "reference_variant", "data", "model",
-             "train", "variants", "profiles"}
+             "train", "variants", "grid", "profiles"}
+_GRID_TEMPLATES = ("baseline", "label")  # keys of [grid] that are templates, not axes
 _PROFILE_KEYS = {"scaled_down", "note", "run_variants"}
 
 
@@ -284,12 +294,55 @@ def _check_run_variants(raw: dict, value: Any, where: str) -> None:
     """A profile's ``run_variants``: a non-empty list of the spec's variant names, or absent."""
     if value is None:
         return
-    names = raw.get("variants", {}) if isinstance(raw.get("variants"), dict) else {}
+    names = list(raw.get("variants", {}) if isinstance(raw.get("variants"), dict) else {})
+    names += [name for name, _, _ in _grid_cells(raw.get("grid"), f"{where}: grid")]
     for n in _check_type(value, list[str], where):
         if n not in names:
             raise UserError(f"{where}: no variant {n!r}{_suggest(n, names)}; the spec has {', '.join(names)}")
     if not value:
         raise UserError(f"{where}: at least one variant")
+
+
+# --- grids -------------------------------------------------------------------------------
+
+def _grid_cells(grid: Any, where: str) -> list[tuple[str, dict[str, str], dict]]:
+    """Expand a [grid] table into (variant name, {axis: point}, variant table) cells.
+
+    Each axis is a table of named points, each point a table of variant keys; a cell merges one
+    point of every axis (in the axes' order) and is named "point1.point2...". The templates
+    ``grid.baseline`` and ``grid.label`` are formatted with the cell's points ({axis} -> point).
+    """
+    if grid is None:
+        return []
+    if not isinstance(grid, dict):
+        raise UserError(f"{where}: expected a table of axes, got {type(grid).__name__} {grid!r}")
+    axes = {k: v for k, v in grid.items() if k not in _GRID_TEMPLATES}
+    if not axes:
+        raise UserError(f"{where}: at least one axis (grid.AXIS.POINT = {{ variant keys }})")
+    for axis, points in axes.items():
+        if not isinstance(points, dict) or not points:
+            raise UserError(f"{where}.{_show(axis)}: expected a table of named points, each a table of variant keys")
+        for point, table in points.items():
+            if not point or not all(c.isalnum() or c in "_+-" for c in point):
+                raise UserError(f"{where}.{_show(axis)}.{_show(point)}: point names may hold letters, digits, "
+                                "'_', '+' and '-' only (they make variant names and file names)")
+            if not isinstance(table, dict):
+                raise UserError(f"{where}.{axis}.{point}: expected a table of variant keys, got {table!r}")
+    templates = {k: _check_type(grid[k], str, f"{where}.{k}") for k in _GRID_TEMPLATES if k in grid}
+    cells = []
+    for combo in itertools.product(*[[(axis, p) for p in points] for axis, points in axes.items()]):
+        coords = dict(combo)
+        table: dict = {}
+        for axis, point in combo:
+            table = _deep_merge(table, axes[axis][point])
+        for key, template in templates.items():
+            try:
+                table[key] = template.format(**coords)
+            except (KeyError, IndexError, ValueError) as e:
+                raise UserError(f"{where}.{key}: template {template!r} names no axis {e}; "
+                                f"axes: {', '.join(axes)}") from None
+        cells.append((".".join(p for _, p in combo), coords, table))
+    return cells
 
 
 # --- loading ------------------------------------------------------------------------------
@@ -333,7 +386,7 @@ def load_spec(path: str | Path, profile: str = "quick", overrides: dict[str, Any
     _check_override_keys(raw, set_over, f"{where}: --set")
     merged = _deep_merge(_deep_merge({k: v for k, v in raw.items() if k != "profiles"}, prof_over), set_over)
 
-    for key in ("name", "title", "paper", "baselines", "data", "model", "train", "variants"):
+    for key in ("name", "title", "paper", "baselines", "data", "model", "train"):
         if key not in merged:
             raise UserError(f"{where}: {key}: missing (required)")
     for key in ("name", "title", "paper", "baselines"):
@@ -350,10 +403,16 @@ def load_spec(path: str | Path, profile: str = "quick", overrides: dict[str, Any
     if not isinstance(model_table, dict) or not isinstance(model_table.get("name"), str):
         raise UserError(f"{where}: model.name: missing (required): a model builder name")
     model = ModelSpec(name=model_table["name"], params={k: v for k, v in model_table.items() if k != "name"})
-    if not isinstance(merged["variants"], dict) or not merged["variants"]:
-        raise UserError(f"{where}: variants: expected at least one [variants.NAME] table")
-    variants = tuple(_build(VariantSpec, t, f"{where}: variants.{_show(n)}", name=n)
-                     for n, t in merged["variants"].items())
+    explicit = merged.get("variants", {})
+    cells = _grid_cells(merged.get("grid"), f"{where}: grid")
+    if not isinstance(explicit, dict) or not (explicit or cells):
+        raise UserError(f"{where}: variants: expected at least one [variants.NAME] table (or a [grid])")
+    variants = tuple(_build(VariantSpec, t, f"{where}: variants.{_show(n)}", name=n, grid={})
+                     for n, t in explicit.items())
+    for name, coords, table in cells:
+        if name in explicit:
+            raise UserError(f"{where}: grid cell {name!r} has the name of a [variants.{name}] table")
+        variants += (_build(VariantSpec, table, f"{where}: grid cell {name}", name=name, grid=coords),)
     run_variants = prof.get("run_variants")
     if run_variants is not None:  # the profile runs a subset of the variants (checked above)
         variants = tuple(v for v in variants if v.name in run_variants)
@@ -416,6 +475,12 @@ def validate(spec: Spec) -> None:
                     parse_quantizer(getattr(v, key))
             except UserError as e:
                 raise UserError(f"{w}: variants.{v.name}.{key}: {e}") from None
+        for position in v.float_layers:
+            if position not in ("first", "last"):
+                raise UserError(f"{w}: variants.{v.name}.float_layers: expected 'first' and/or 'last', "
+                                f"got {position!r}")
+        if v.model:
+            check_model(spec.model_for(v), f"{w}: variants.{v.name}.model")
         if v.lr_scale not in ("none", "glorot"):
             raise UserError(f"{w}: variants.{v.name}.lr_scale: expected 'none' or 'glorot', got {v.lr_scale!r}")
         for key in ("clip_weights", "weight_init_range"):
@@ -436,7 +501,7 @@ def _try_build(spec: Spec, variant: VariantSpec) -> None:
 
     try:
         with torch.device("meta"):
-            build_model(spec.model, num_classes=NUM_CLASSES[spec.data.dataset],
+            build_model(spec.model_for(variant), num_classes=NUM_CLASSES[spec.data.dataset],
                         in_shape=IN_SHAPES[spec.data.dataset], quant=quant_config(variant))
     except UserError as e:
         raise UserError(f"{spec.path}: variants.{variant.name}: {e}") from None

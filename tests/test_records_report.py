@@ -180,11 +180,19 @@ def test_reference_budget_not_reached():
     assert _error_within(rec, 100.0)["epoch"] == 2
 
 
-def test_is_test_error():
+def test_paper_accuracies_become_errors_and_other_metrics_stay_context():
     import pandas as pd
 
-    from suite.report import is_test_error
+    from suite.report import METRIC, comparable
 
-    assert is_test_error(pd.Series({"metric": "test_error", "unit": "%"}))
-    assert not is_test_error(pd.Series({"metric": "test_acc", "unit": "%"}))
-    assert not is_test_error(pd.Series({"metric": "test_loss", "unit": "CE"}))
+    def row(metric, unit, value, pm=""):
+        return pd.Series({"metric": metric, "unit": unit, "value": value, "plusminus": pm})
+
+    assert comparable(row("test_error", "%", "1.29", "0.08")) == (METRIC, 1.29, 0.08, "")
+    assert comparable(row("test_acc", "%", "86.28"))[:2] == (METRIC, 13.72)
+    assert comparable(row("top1_acc", "%", "44.2"))[1] == 55.8
+    key, err, pm, note = comparable(row("test_acc_max_over_200_epochs", "fraction", "0.934"))
+    assert key == "min_test_error" and abs(err - 6.6) < 1e-9 and "over epochs" in note
+    assert comparable(row("test_loss", "CE", "0.5")) is None
+    assert comparable(row("top5_acc", "%", "69.2")) is None  # shown as context: we compare top-1
+    assert comparable(row("test_acc_max_over_200_epochs", "fraction", "")) is None  # an empty cell

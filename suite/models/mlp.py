@@ -24,15 +24,15 @@ def mlp(*, num_classes: int, in_shape: tuple[int, ...], quant: QuantConfig | Non
     quant = quant or QuantConfig()
     layers: list[nn.Module] = [nn.Flatten()]
     width = math.prod(in_shape)
-    for h in hidden:
-        layers.append(quant.linear(width, h, bias=True))
+    for i, h in enumerate(hidden):
+        layers.append(quant.linear(width, h, bias=True, position="first" if i == 0 else None))
         if batchnorm:
             layers.append(nn.BatchNorm1d(h, eps=bn_eps, momentum=bn_momentum))
         layers.append(nn.ReLU())
         if dropout:
             layers.append(nn.Dropout(dropout))
         width = h
-    layers.append(quant.linear(width, num_classes, bias=True))
+    layers.append(quant.linear(width, num_classes, bias=True, position="last" if hidden else "first"))
     if batchnorm and output_batchnorm:
         layers.append(nn.BatchNorm1d(num_classes, eps=bn_eps, momentum=bn_momentum))
     return nn.Sequential(*layers)

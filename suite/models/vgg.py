@@ -44,11 +44,11 @@ def vgg(*, num_classes: int, in_shape: tuple[int, ...], quant: QuantConfig | Non
             layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
             continue
         out = max(1, round(item * width))
-        layers.append(quant.conv2d(channels, out, 3, padding=1))
+        layers.append(quant.conv2d(channels, out, 3, padding=1, position="first" if not layers else None))
         if batchnorm:
             layers.append(nn.BatchNorm2d(out, eps=bn_eps, momentum=bn_momentum))
         layers.append(nn.ReLU(inplace=True))
         channels = out
     features = channels * (height // 2**pools) * (wide // 2**pools)
-    layers += [nn.Flatten(), quant.linear(features, num_classes)]
+    layers += [nn.Flatten(), quant.linear(features, num_classes, position="last")]
     return nn.Sequential(*layers)

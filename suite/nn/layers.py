@@ -130,7 +130,11 @@ def _scale_output(y, k, alpha, bias, spatial: int):
 class QuantConfig:
     """How a model builder makes its layers: quantizer references and the latent-weight options.
 
-    The default (no quantizers, no clip, no LR scale) builds an ordinary float model.
+    The default (no quantizers, no clip, no LR scale) builds an ordinary float model. Builders tag
+    the network's first quantizable layer ``position="first"`` and its classifier
+    ``position="last"``: the first layer never quantizes its input (that is the data, as in every
+    paper here), and `float_layers` names positions built as plain float layers (XNOR-Net and
+    DoReFa-Net keep the first and last layers in full precision).
     """
 
     weight_quantizer: str = "none"
@@ -139,27 +143,33 @@ class QuantConfig:
     clip_weights: float | None = None
     lr_scale: str = "none"  # none | glorot
     weight_init_range: float | None = None  # U(-r, r) latent weights (BinaryConnect: r = H = 1)
+    float_layers: tuple[str, ...] = ()  # positions ("first", "last") kept in full precision
 
-    def _init(self, layer):
-        if self.weight_init_range is not None:
+    def _init(self, layer, position):
+        if self.weight_init_range is not None and position not in self.float_layers:
             nn.init.uniform_(layer.weight, -self.weight_init_range, self.weight_init_range)
         return layer
 
-    def _options(self, fan_in, fan_out):
+    def _options(self, fan_in, fan_out, position):
+        if position not in (None, "first", "last"):
+            raise ValueError(f"position must be None, 'first' or 'last', got {position!r}")
+        if position in self.float_layers:
+            return {}
         return dict(weight_quantizer=build_quantizer(self.weight_quantizer, "weight"),
-                    input_quantizer=build_quantizer(self.input_quantizer, "input"),
+                    input_quantizer=None if position == "first" else build_quantizer(self.input_quantizer, "input"),
                     gradient_quantizer=build_quantizer(self.gradient_quantizer, "gradient"),
                     clip_value=self.clip_weights,
                     lr_scale=glorot_lr_scale(fan_in, fan_out) if self.lr_scale == "glorot" else None)
 
-    def linear(self, in_features, out_features, bias=True) -> QuantLinear:
-        return self._init(QuantLinear(in_features, out_features, bias, **self._options(in_features, out_features)))
+    def linear(self, in_features, out_features, bias=True, position=None) -> QuantLinear:
+        opts = self._options(in_features, out_features, position)
+        return self._init(QuantLinear(in_features, out_features, bias, **opts), position)
 
-    def conv2d(self, in_channels, out_channels, kernel_size, **kwargs) -> QuantConv2d:
+    def conv2d(self, in_channels, out_channels, kernel_size, position=None, **kwargs) -> QuantConv2d:
         k = kernel_size * kernel_size if isinstance(kernel_size, int) else math.prod(kernel_size)
         groups = kwargs.get("groups", 1)
-        opts = self._options(k * in_channels // groups, k * out_channels // groups)
-        return self._init(QuantConv2d(in_channels, out_channels, kernel_size, **kwargs, **opts))
+        opts = self._options(k * in_channels // groups, k * out_channels // groups, position)
+        return self._init(QuantConv2d(in_channels, out_channels, kernel_size, **kwargs, **opts), position)
 
 
 def latent_clip_targets(model: nn.Module) -> list[tuple[torch.Tensor, float]]:
