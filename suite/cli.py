@@ -1,6 +1,8 @@
-"""Command line: ``python -m suite list | run SPEC --profile P | report [SPEC]``.
+"""Command line: ``python -m suite list | run SPEC --profile P | plan SPEC | report [SPEC]``.
 
-User errors (bad spec, bad value, missing data) print one line and exit with code 2.
+``run`` trains in this process, under torchrun on all its ranks (suite/distributed.py), or with
+``--workers N`` as parallel cell processes (suite/parallel.py). User errors (bad spec, bad value,
+missing data) print one line and exit with code 2.
 """
 
 from __future__ import annotations
@@ -19,30 +21,40 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("list", help="the reproductions and their profiles and variants")
 
-    run = sub.add_parser("run", help="run a reproduction's profile and regenerate its table")
-    run.add_argument("spec", help="spec name (reproductions/NAME.toml) or path to a .toml file")
-    run.add_argument("--profile", default="quick", help="smoke | quick | paper (default: quick)")
-    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                     help="override a spec field, e.g. --set train.epochs=3 (repeatable)")
-    run.add_argument("--variant", dest="variants", action="append", metavar="NAME",
-                     help="run only this variant (repeatable)")
-    seeds = run.add_mutually_exclusive_group()
+    # `run` and `plan` share the options that choose and configure the runs (plan prints one `run`
+    # command per variant x seed cell, with these options passed on).
+    cells = argparse.ArgumentParser(add_help=False)
+    cells.add_argument("spec", help="spec name (reproductions/NAME.toml) or path to a .toml file")
+    cells.add_argument("--profile", default="quick", help="smoke | quick | paper (default: quick)")
+    cells.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a spec field, e.g. --set train.epochs=3 (repeatable)")
+    cells.add_argument("--variant", dest="variants", action="append", metavar="NAME",
+                       help="run only this variant (repeatable)")
+    seeds = cells.add_mutually_exclusive_group()
     seeds.add_argument("--seeds", type=int, metavar="N", help="run N seeds: 1..N")
     seeds.add_argument("--seed", type=int, action="append", dest="seed_list", metavar="S",
                        help="run this seed (repeatable)")
-    run.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
-    run.add_argument("--data-dir", help="folder holding the datasets (default: $SUITE_DATA_DIR, "
-                     "then ~/.cache/lowbit-suite/data)")
-    run.add_argument("--no-download", action="store_true", help="never try to download data")
-    run.add_argument("--results-dir", type=Path, help="default: results/ (or $SUITE_RESULTS_DIR)")
-    run.add_argument("--quiet", action="store_true", help="no progress bars, only the summary lines")
-    run.add_argument("--no-report", action="store_true", help="do not regenerate the table after the runs")
-    again = run.add_mutually_exclusive_group()
+    cells.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
+    cells.add_argument("--data-dir", help="folder holding the datasets (default: $SUITE_DATA_DIR, "
+                       "then ~/.cache/lowbit-suite/data)")
+    cells.add_argument("--no-download", action="store_true", help="never try to download data")
+    cells.add_argument("--results-dir", type=Path, help="default: results/ (or $SUITE_RESULTS_DIR)")
+    again = cells.add_mutually_exclusive_group()
     again.add_argument("--resume", action="store_true",
                        help="only continue interrupted runs (from their last complete epoch); skip the others")
     again.add_argument("--fresh", action="store_true",
                        help="start every run anew even where an interrupted one could be continued "
                        "(default: continue it)")
+    run = sub.add_parser("run", parents=[cells], help="run a reproduction's profile and regenerate its table")
+    run.add_argument("--quiet", action="store_true", help="no progress bars, only the summary lines")
+    run.add_argument("--no-report", action="store_true", help="do not regenerate the table after the runs")
+    run.add_argument("--workers", type=int, metavar="N",
+                     help="run the variant x seed cells in N parallel processes (at most one per core), "
+                     "each with cores / N threads; then the table once")
+    plan = sub.add_parser("plan", parents=[cells], help="print one `run` command per variant x seed cell "
+                          "(for Slurm arrays or any job runner); then `report` makes the table")
+    plan.add_argument("--format", choices=("shell", "json"), default="shell",
+                      help="shell: one command per line (default); json: a list of {variant, seed, argv, command}")
 
     summ = sub.add_parser("summary", help="bit accounting of each variant's model: weight memory, MACs by precision")
     summ.add_argument("spec")
@@ -55,6 +67,23 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--results-dir", type=Path)
     rep.add_argument("--no-plots", action="store_true")
     rep.add_argument("--print", action="store_true", help="also print the tables")
+
+    chk = sub.add_parser("check", help="run a profile and compare it with the committed reference (CI regression "
+                         "gate; bounds: suite/check.py, README 'Regression checks')")
+    chk.add_argument("specs", nargs="*", metavar="SPEC", help="spec name(s)")
+    chk.add_argument("--all", action="store_true", help="every spec that has the profile, each in its own process")
+    chk.add_argument("--profile", default="smoke", help="default: smoke")
+    chk.add_argument("--update", action="store_true", help="(re)make the reference from a run of this checkout")
+    chk.add_argument("--seeds", type=int, metavar="N", help="check: the reference's first N seeds (default: all); "
+                     "--update: seeds 1..N (default: 5 for smoke, else the spec's)")
+    chk.add_argument("--variant", dest="variants", action="append", metavar="NAME",
+                     help="only this variant (repeatable)")
+    chk.add_argument("--strict", action="store_true", help="a spec or variant without a reference fails too")
+    chk.add_argument("--benchmarks", metavar="BENCH.json", help="compare pytest-benchmark's JSON with "
+                     "results/reference/benchmarks.json instead (ratios to float only)")
+    chk.add_argument("--reference-dir", type=Path, help="default: results/reference/")
+    chk.add_argument("--data-dir")
+    chk.add_argument("--rows-json", type=Path, help=argparse.SUPPRESS)  # --all's children report here
     return p
 
 
@@ -66,37 +95,127 @@ def cmd_list() -> int:
     rows = []
     for path in sorted(reproductions_dir().glob("*.toml")):
         raw = read_toml(path)
-        rows.append([path.stem, raw.get("title", ""), ", ".join(raw.get("profiles", {})),
-                     ", ".join(raw.get("variants", {}))])
+        variants = ", ".join(raw.get("variants", {}))
+        axes = {k: v for k, v in raw.get("grid", {}).items() if isinstance(v, dict)}
+        if axes:  # a grid: its axes and sizes, not every cell
+            cells = " x ".join(f"{axis} ({len(points)})" for axis, points in axes.items())
+            variants = ", ".join(filter(None, [variants, f"grid {cells}"]))
+        rows.append([path.stem, raw.get("title", ""), ", ".join(raw.get("profiles", {})), variants])
     print(tabulate(rows, headers=["spec", "title", "profiles", "variants"], tablefmt="github"))
     return 0
 
 
-def cmd_run(args) -> int:
-    import torch
-
-    from suite.data import load_splits
-    from suite.harness import execute, has_checkpoint, plan
-    from suite.measure import pick_device
-    from suite.paths import results_dir
-    from suite.report import report
+def _planned(args):
+    """The spec (profile and --set applied) and its runs narrowed by --variant / --seeds / --seed."""
+    from suite.harness import plan
     from suite.spec import find_spec, load_spec, parse_set
 
     spec = load_spec(find_spec(args.spec), args.profile, parse_set(args.overrides))
     seeds = list(range(1, args.seeds + 1)) if args.seeds else args.seed_list
     if args.seeds is not None and args.seeds < 1:
         raise UserError(f"--seeds {args.seeds}: must be at least 1")
-    runs = plan(spec, args.variants, seeds)
-    device = pick_device(args.device)
+    return spec, plan(spec, args.variants, seeds)
+
+
+def _report(args, out: Path, spec) -> None:
+    from suite.report import report
+
+    for table in report(out, spec.name, spec.profile):
+        print(f"table: {table}", file=sys.stderr)
+        if not args.quiet:
+            print(table.read_text())
+
+
+def cmd_run(args) -> int:
+    from suite import distributed
+    from suite.paths import results_dir
+
+    spec, runs = _planned(args)
     out = args.results_dir or results_dir()
-    data = load_splits(spec.data, args.data_dir, download=not args.no_download).to(device)
-    print(f"{spec.name} [{spec.profile}]: {len(runs)} run(s) on {device}, "
-          f"{torch.get_num_threads()} threads; data: {data.info['source']} ({data.info['path']})",
-          file=sys.stderr)
+    if args.workers is not None:
+        return _run_pool(args, spec, runs, out)
+    failed = _run_here(args, spec, runs, out)
+    if failed and distributed.active():
+        return 1  # the ranks can no longer agree: end the launch (torchrun stops the others)
+    if not args.no_report and distributed.is_main():
+        _report(args, out, spec)
+    distributed.cleanup()
+    return 1 if failed else 0
+
+
+def _run_pool(args, spec, runs, out: Path) -> int:
+    """--workers N: each variant x seed cell a `run` subprocess, N at once; then the table."""
+    from suite import distributed
+    from suite.parallel import format_results, forwarded_options, plan_cells, run_pool
+
+    if args.workers < 1:
+        raise UserError(f"--workers {args.workers}: must be at least 1")
+    if distributed.launched():
+        raise UserError("--workers under torchrun: use one or the other (torchrun trains each run on several "
+                        "processes; --workers runs several runs at once)")
+    cells = plan_cells(args.spec, runs, forwarded_options(args))
+    results = run_pool(cells, args.workers, out, spec.name, spec.profile, progress=not args.quiet)
+    print(format_results(results), file=sys.stderr)
+    if not args.no_report:
+        _report(args, out, spec)
+    return 1 if any(r.failed for r in results) else 0
+
+
+def _run_study(args, spec, runs, out: Path) -> int:
+    """A study spec's runs (suite/studies/): no data to load, no checkpoints (--resume skips
+    them all); the number that failed."""
+    from suite.harness import execute
+    from suite.measure import pick_device
+
+    device = pick_device(args.device)
+    print(f"{spec.name} [{spec.profile}]: study {spec.study.name}, {len(runs)} run(s) on {device}", file=sys.stderr)
     failed = 0
     for run in runs:
-        if args.resume and not has_checkpoint(out, run, data.info):
-            print(f"  {run.variant.name} seed {run.seed}: nothing to resume, skipped", file=sys.stderr)
+        if args.resume:
+            print(f"  {run.variant.name} seed {run.seed}: a study has nothing to resume, skipped", file=sys.stderr)
+            continue
+        try:
+            path = execute(run, None, device, out, progress=not args.quiet)
+        except UserError:
+            raise
+        except Exception as e:  # noqa: BLE001 - one failing run does not stop the others
+            failed += 1
+            print(f"  {run.variant.name} seed {run.seed}: FAILED ({type(e).__name__}: {e})", file=sys.stderr)
+            continue
+        print(f"  {run.variant.name} seed {run.seed}: completed -> {path}", file=sys.stderr)
+    return failed
+
+
+def _run_here(args, spec, runs, out: Path) -> int:
+    """The runs one after another in this process (all ranks together under torchrun); the
+    number that failed."""
+    import json
+
+    import torch
+
+    from suite import distributed
+    from suite.data import load_splits
+    from suite.harness import execute, has_checkpoint
+
+    if spec.study is not None:
+        return _run_study(args, spec, runs, out)
+    device = distributed.setup(args.device)  # under torchrun: joins the process group
+    main = distributed.is_main()
+    if not main:
+        distributed.barrier()  # rank 0 loads (and maybe downloads) the data first, alone
+    data = load_splits(spec.data, args.data_dir, download=not args.no_download).to(device)
+    if main:
+        distributed.barrier()
+        ranks = f"{distributed.world()} ranks ({distributed.describe()['backend']}) x " if distributed.active() else ""
+        print(f"{spec.name} [{spec.profile}]: {len(runs)} run(s) on {ranks}{device}, "
+              f"{torch.get_num_threads()} threads; data: {data.info['source']} ({data.info['path']})",
+              file=sys.stderr)
+    failed = 0
+    for run in runs:
+        # Rank 0 decides, so that every rank skips the same runs.
+        if args.resume and not distributed.broadcast_object(has_checkpoint(out, run, data.info) if main else None):
+            if main:
+                print(f"  {run.variant.name} seed {run.seed}: nothing to resume, skipped", file=sys.stderr)
             continue
         try:
             path = execute(run, data, device, out, progress=not args.quiet, resume=not args.fresh)
@@ -105,33 +224,42 @@ def cmd_run(args) -> int:
         except Exception as e:  # noqa: BLE001 - one failing run does not stop the others
             failed += 1
             print(f"  {run.variant.name} seed {run.seed}: FAILED ({type(e).__name__}: {e})", file=sys.stderr)
+            if distributed.active():
+                print(f"  rank {distributed.rank()} of {distributed.world()}: stopping this launch; rerun the same "
+                      "command to continue from the last checkpoint", file=sys.stderr)
+                return failed
             continue
-        import json
-
+        if not main:
+            continue
         rec = json.loads(path.read_text())
         s = rec["summary"]
         print(f"  {run.variant.name} seed {run.seed}: {rec['status']}, test error "
               f"{s.get('test_error_at_best_val', float('nan')):.2f}% at best val epoch {s.get('best_epoch')}, "
               f"{s.get('median_epoch_seconds', float('nan')):.2f} s/epoch -> {path}", file=sys.stderr)
-    if not args.no_report:
-        for table in report(out, spec.name, spec.profile):
-            print(f"table: {table}", file=sys.stderr)
-            if not args.quiet:
-                print(table.read_text())
-    return 1 if failed else 0
+    return failed
+
+
+def cmd_plan(args) -> int:
+    from suite.parallel import format_plan, forwarded_options, plan_cells
+
+    _, runs = _planned(args)
+    print(format_plan(plan_cells(args.spec, runs, forwarded_options(args)), args.format))
+    return 0
 
 
 def cmd_summary(args) -> int:
-    from suite.data import IN_SHAPES, NUM_CLASSES
+    from suite.data import NUM_CLASSES, in_shape
     from suite.harness import quant_config
     from suite.models import build_model
     from suite.nn.summary import format_summary, model_summary
     from suite.spec import find_spec, load_spec
 
     spec = load_spec(find_spec(args.spec), args.profile)
+    if spec.study is not None:
+        raise UserError(f"{spec.path}: a study spec (study.name = {spec.study.name!r}) has no model to summarize")
     for name in args.variants or [v.name for v in spec.variants]:
         v = spec.variant(name)
-        shape = IN_SHAPES[spec.data.dataset]
+        shape = in_shape(spec.data)
         model = build_model(spec.model, num_classes=NUM_CLASSES[spec.data.dataset], in_shape=shape,
                             quant=quant_config(v))
         print(f"## {spec.name} [{spec.profile}] — {v.label or v.name}\n")
@@ -164,8 +292,14 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_list()
         if args.command == "run":
             return cmd_run(args)
+        if args.command == "plan":
+            return cmd_plan(args)
         if args.command == "summary":
             return cmd_summary(args)
+        if args.command == "check":
+            from suite.check import cmd_check
+
+            return cmd_check(args)
         return cmd_report(args)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)

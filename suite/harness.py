@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from suite import checkpoint
+from suite import checkpoint, distributed
 from suite.checkpoint import RunLock, checkpoint_path, find_resumable, restore_rng_states, rng_states
 from suite.data import Splits, batch_indices
 from suite.measure import PeakMemory, Stopwatch, provenance
@@ -26,8 +26,9 @@ from suite.models import build_model
 from suite.nn import QuantConfig, latent_clip_targets, weight_memory
 from suite.records import SCHEMA, new_run_id, now_utc, record_path, write_record
 from suite.spec import Spec, VariantSpec, config_hash
+from suite.storage import run_storage
 from suite.train import METHODS
-from suite.train.backprop import error_percent
+from suite.train.backprop import count_wrong
 from suite.train.losses import LOSSES
 from suite.train.optim import make_optimizer, make_scheduler
 
@@ -42,7 +43,7 @@ class Run:
 def plan(spec: Spec, variants: list[str] | None = None, seeds: list[int] | None = None) -> list[Run]:
     """Variant-major list of runs; `variants` and `seeds` narrow or replace the spec's own."""
     chosen = [spec.variant(v) for v in variants] if variants else list(spec.variants)
-    return [Run(spec, v, s) for v in chosen for s in (seeds or spec.train.seeds)]
+    return [Run(spec, v, s) for v in chosen for s in (seeds or spec.seeds)]
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -56,7 +57,8 @@ def seed_everything(seed: int) -> torch.Generator:
 def quant_config(variant: VariantSpec) -> QuantConfig:
     return QuantConfig(weight_quantizer=variant.weight_quantizer, input_quantizer=variant.input_quantizer,
                        gradient_quantizer=variant.gradient_quantizer, clip_weights=variant.clip_weights,
-                       lr_scale=variant.lr_scale, weight_init_range=variant.weight_init_range)
+                       lr_scale=variant.lr_scale, weight_init_range=variant.weight_init_range,
+                       float_layers=tuple(variant.float_layers), latent_bits=variant.latent_bits)
 
 
 def run_config_hash(spec: Spec, variant: VariantSpec, data_info: dict) -> str:
@@ -85,53 +87,76 @@ def execute(run: Run, data: Splits, device: torch.device, results_dir: Path, pro
     With `resume`, a checkpoint of the same spec, profile, variant, seed and configuration left
     by an interrupted run is continued (same run id, same record file) instead of starting over.
     Until the run ends its record says status "interrupted", with the epochs done so far.
+    A study spec's run (suite/studies/) runs the study instead (`data` unused: None).
     """
     spec, variant = run.spec, run.variant
     results_dir = Path(results_dir)
+    if spec.study is not None:
+        from suite.studies import execute_study
+
+        return execute_study(run, device, results_dir, progress)
     config = run_config_hash(spec, variant, data.info)
     trainer = Trainer(run, data, device)
-    found = find_resumable(results_dir, spec.name, spec.profile, variant.name, run.seed, config) if resume else None
-    if found:
-        ckpt, lock = found
+    # Distributed: rank 0 alone finds (and locks), writes and checkpoints; every rank continues the
+    # checkpoint it found (the results folder must be shared by the nodes).
+    main = distributed.is_main()
+    found = find_resumable(results_dir, spec.name, spec.profile, variant.name, run.seed, config) \
+        if resume and main else None
+    lock = found[1] if found else None
+    resume_from = distributed.broadcast_object(found[0] if found else None)
+    if resume_from:
+        ckpt = resume_from
         state = checkpoint.load(ckpt)
         trainer.load_state_dict(state["trainer"])
+        distributed.share_cuda_rng(device)
         record = state["record"]
         record.setdefault("resumed_at_epochs", []).append(len(record["epochs"]))
+        record["distributed"] = distributed.describe()  # this launch's (a rerun may use other ranks)
     else:
-        run_id = new_run_id()
+        run_id = distributed.broadcast_object(new_run_id())
         record = {
             "schema": SCHEMA, "run_id": run_id, "status": "interrupted", "started": now_utc(), "finished": None,
             "spec": {"name": spec.name, "path": spec.path, "profile": spec.profile,
                      "scaled_down": spec.scaled_down, "config_hash": config, "resolved": spec.resolved()},
             "variant": variant.name, "seed": run.seed, "data": data.info,
             "model": trainer.model_summary(), "memory_method": trainer.peak.cpu_method,
-            "epochs": [], "summary": {}, "provenance": provenance(device),
+            "epochs": [], "summary": {}, "provenance": provenance(device), "distributed": distributed.describe(),
         }
         ckpt = checkpoint_path(results_dir, spec.name, spec.profile, variant.name, run.seed, run_id)
-        lock = RunLock(ckpt)
-        lock.acquire()  # a fresh run id: nobody else holds it
+        if main:
+            lock = RunLock(ckpt)
+            lock.acquire()  # a fresh run id: nobody else holds it
     path = record_path(results_dir, spec.name, spec.profile, variant.name, run.seed, record["run_id"])
 
     def save_progress() -> None:
-        checkpoint.save(ckpt, {"meta": {"config_hash": config, "run_id": record["run_id"]},
-                               "trainer": trainer.state_dict(), "record": record})
-        write_record(path, record, overwrite=True)
+        if main:
+            checkpoint.save(ckpt, {"meta": {"config_hash": config, "run_id": record["run_id"]},
+                                   "trainer": trainer.state_dict(), "record": record})
+            write_record(path, record, overwrite=True)
+        distributed.barrier()  # no rank starts the next epoch before the checkpoint to resume from exists
 
     try:
-        _train(trainer, run, record, progress, save_progress)
+        _train(trainer, run, record, progress and main, save_progress)
+        if distributed.active():  # DDP and deterministic clipping keep the ranks' weights equal: checked
+            record["distributed"]["max_weight_difference"] = distributed.max_weight_difference(trainer.model)
     except Exception as e:  # recorded, then raised again: a failed run is a finding too
         record["status"] = "failed"
         record["error"] = f"{type(e).__name__}: {e}"
+        if distributed.active():
+            record["error"] += (f" (rank {distributed.rank()} of {distributed.world()}: another rank may have "
+                                "stopped; rerun the same command to continue from the last checkpoint)")
         record["traceback"] = traceback.format_exc()
         record["finished"] = now_utc()
-        write_record(path, record, overwrite=True)
-        lock.release()
+        if main:
+            write_record(path, record, overwrite=True)
+            lock.release()
         raise
     record["finished"] = now_utc()
-    write_record(path, record, overwrite=True)
-    ckpt.unlink(missing_ok=True)
-    lock.release()
-    lock.path.unlink(missing_ok=True)
+    if main:
+        write_record(path, record, overwrite=True)
+        ckpt.unlink(missing_ok=True)
+        lock.release()
+        lock.path.unlink(missing_ok=True)
     return path
 
 
@@ -144,37 +169,51 @@ class Trainer:
         spec, self.train_spec = run.spec, run.spec.train_for(run.variant)
         self.data, self.device = data, device
         self.generator = seed_everything(run.seed)
-        self.model = build_model(spec.model, num_classes=data.num_classes, in_shape=data.in_shape,
+        self.model = build_model(spec.model_for(run.variant), num_classes=data.num_classes, in_shape=data.in_shape,
                                  quant=quant_config(run.variant)).to(device)
+        distributed.check_batch_size(self.train_spec.batch_size, spec.path)
+        if self.train_spec.sync_batchnorm:
+            self.model = distributed.sync_batchnorm(self.model, device, spec.path)
         self.optimizer = make_optimizer(self.train_spec, self.model)
         self.scheduler = make_scheduler(self.train_spec, self.optimizer)
         self.loss_fn = LOSSES[self.train_spec.loss]
         self.clip_targets = latent_clip_targets(self.model)
-        self.method = METHODS[self.train_spec.method](self.model, self.optimizer, self.loss_fn,
-                                                      self.train_spec, self.clip_targets)
+        # Under torchrun: backprop trains the model through DDP; self.model stays the plain module.
+        method, trained = distributed.for_ranks(METHODS[self.train_spec.method], self.model, device)
+        self.method = method(trained, self.optimizer, self.loss_fn, self.train_spec, self.clip_targets)
         self.peak = PeakMemory(device)
 
     def model_summary(self) -> dict:
         mem = weight_memory(self.model)
-        return {"parameters": sum(p.numel() for p in self.model.parameters()),
+        return {"parameters": sum(r["count"] for r in mem["layers"] if not r.get("derived")),  # latent codes too
                 "weight_memory_bytes": mem["total_bytes"], "float32_weight_bytes": mem["float32_bytes"],
                 "weight_memory_saving": mem["saving"], "quantized_weight_saving": mem["quantized_saving"]}
 
     def train_one_epoch(self) -> tuple[torch.Tensor, float, dict, int]:
         """Mean loss (a device tensor: no sync here), training seconds, peak memory, samples."""
         t = self.train_spec
-        batches = batch_indices(len(self.data.train_x), t.batch_size, self.generator, self.device)
+        batches = batch_indices(len(self.data.train_x), t.batch_size, self.generator,
+                                self.data.index_device(self.device))  # the host for images gathered there
+        batches = distributed.shard_batches(batches)  # this rank's slice of each global batch
         self.peak.reset()
         with Stopwatch(self.device) as clock:
             loss = self.method.epoch(self.data.train_x, self.data.train_y, batches)
         return loss, clock.seconds, self.peak.read(), len(batches) * t.batch_size
 
-    def evaluate(self) -> tuple[float | None, float, float]:
+    def evaluate(self) -> tuple[float | None, float, float | None, float]:
+        """Validation error, test error, test top-5 error (None unless the data set reports it), seconds."""
         d, bs = self.data, self.train_spec.eval_batch_size
+        k = 2 if d.top5 else 1  # misses counted per set: top-1 (and top-5)
         with Stopwatch(self.device) as clock:
-            val_error = error_percent(self.model, d.val_x, d.val_y, bs) if len(d.val_x) else None
-            test_error = error_percent(self.model, d.test_x, d.test_y, bs)
-        return val_error, test_error, clock.seconds
+            # Distributed: each rank a part of each set, all on rank 0's BatchNorm statistics.
+            distributed.broadcast_module(self.model, params=False)
+            val, test = distributed.shard(len(d.val_x)), distributed.shard(len(d.test_x))
+            wrong = torch.cat([count_wrong(self.model, d.val_x[val], d.val_y[val], bs, d.top5).view(k),
+                               count_wrong(self.model, d.test_x[test], d.test_y[test], bs, d.top5).view(k)])
+            counts = distributed.sum_over_ranks(wrong).tolist()
+        val_error = 100.0 * counts[0] / len(d.val_x) if len(d.val_x) else None
+        test_top5 = 100.0 * counts[k + 1] / max(len(d.test_x), 1) if d.top5 else None
+        return val_error, 100.0 * counts[k] / max(len(d.test_x), 1), test_top5, clock.seconds
 
     def state_dict(self) -> dict:
         """Everything the next epoch depends on: weights, optimizer, schedule, method, RNGs."""
@@ -191,14 +230,18 @@ class Trainer:
         restore_rng_states(state["rng"], self.generator)
 
     def epoch(self, number: int) -> dict:
+        distributed.exit_if_asked(number)
         lr = self.optimizer.param_groups[0]["lr"]
         loss, train_seconds, memory, samples = self.train_one_epoch()
-        val_error, test_error, eval_seconds = self.evaluate()
+        val_error, test_error, test_top5, eval_seconds = self.evaluate()
         if self.scheduler is not None:
             self.scheduler.step()
+        # Distributed: the loss averaged over the ranks; time and memory of the slowest / largest rank.
+        loss = distributed.mean_over_ranks(loss)
+        worst = distributed.max_over_ranks({"train_seconds": train_seconds, "eval_seconds": eval_seconds, **memory})
         return {"epoch": number, "lr": lr, "train_loss": loss.item(), "val_error": val_error,
-                "test_error": test_error, "train_seconds": train_seconds, "eval_seconds": eval_seconds,
-                "samples_per_second": samples / train_seconds, **memory}
+                "test_error": test_error, "test_error_top5": test_top5, **worst,
+                "samples_per_second": samples / worst["train_seconds"]}
 
 
 def _train(trainer: Trainer, run: Run, record: dict, progress: bool, save_progress) -> None:
@@ -225,7 +268,8 @@ def _train(trainer: Trainer, run: Run, record: dict, progress: bool, save_progre
             save_progress()
     else:
         record["status"] = "completed"
-    record["summary"] = summarize(record["epochs"])
+    # + the bytes the weights and the optimizer state occupy after training (measured, not computed)
+    record["summary"] = {**summarize(record["epochs"]), **run_storage(trainer.model, trainer.optimizer)}
 
 
 def summarize(epochs: list[dict]) -> dict:
@@ -241,7 +285,9 @@ def summarize(epochs: list[dict]) -> dict:
         "best_epoch": best["epoch"],
         "best_val_error": best["val_error"],
         "test_error_at_best_val": best["test_error"],
+        "test_error_top5_at_best_val": best.get("test_error_top5"),  # None where the dataset has no top-5
         "final_test_error": epochs[-1]["test_error"],
+        "min_test_error": min(e["test_error"] for e in epochs),  # selected on the test set: DoReFa's protocol only
         "median_epoch_seconds": statistics.median(e["train_seconds"] for e in epochs),
         "median_samples_per_second": statistics.median(e["samples_per_second"] for e in epochs),
         "peak_rss_mb": max(e["peak_rss_mb"] for e in epochs),

@@ -14,6 +14,10 @@ live objects. Schema version 1 fields:
     summary   {epochs_run, best_epoch, best_val_error, test_error_at_best_val, final_test_error,
                median_epoch_seconds, median_samples_per_second, peak_rss_mb, peak_cuda_mb}
     provenance {git_commit, versions, device, device_name, torch_threads, ...}
+    distributed {world_size (1 without torchrun), backend (gloo | nccl | None),
+                 max_weight_difference (torchrun: largest |w_rank - w_rank0| at the end, 0.0 expected)};
+              under torchrun an epoch's train_loss is the ranks' mean, its times and peak memory
+              the ranks' maximum (a straggler shows)
     error     (a message, when status is failed or diverged; diverged_at_epoch too)
     resumed_at_epochs (the epochs after which an interrupted run was continued, if any)
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from suite import studies
 from suite.errors import UserError
 from suite.paths import baselines_dir
 from suite.records import read_records, write_atomic
@@ -64,6 +65,19 @@ def verdict(ours: float, ours_std: float | None, n: int, paper: float | None, pa
 
 def _fmt(x, digits=2, missing="–"):
     return missing if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+_STORAGE_COLUMNS = {"latent weights (KiB)": "latent_weight_bytes",
+                    "all weights + buffers (KiB)": "weight_storage_bytes",
+                    "optimizer state (KiB)": "optimizer_state_bytes"}
+
+
+def _storage_columns(summary: dict, resolved: dict) -> dict:
+    """The bytes a run's tensors occupied after training (measured, `suite/storage.py`), in the
+    tables of specs that vary the latent-weight precision, for records that have them."""
+    if all(v.get("latent_bits", 32) == 32 for v in resolved["variants"]):
+        return {}
+    return {col: f"{summary[key] / 1024:,.0f}" for col, key in _STORAGE_COLUMNS.items() if key in summary}
 
 
 def _select(records: list[dict]) -> tuple[list[dict], int]:
@@ -144,6 +158,9 @@ def profile_table(records: list[dict], baselines: pd.DataFrame | None) -> tuple[
             "paper source, confidence": source,
             "ours (%)": f"{_fmt(mean)} ± {_fmt(std)}" if std is not None else _fmt(mean),
             "n": len(done),
+            **({"ours top-5 (%)": _fmt(statistics.fmean(top5))} if (top5 := [
+                r["summary"]["test_error_top5_at_best_val"] for r in done
+                if r["summary"].get("test_error_top5_at_best_val") is not None]) else {}),
             "ours − paper (pp)": _fmt(mean - paper, 2) if paper is not None else "–",
             "verdict": "context only (not a test error)" if context else
                        verdict(mean, std, len(done), paper, pm, facts["scaled_down"]),
@@ -155,6 +172,7 @@ def profile_table(records: list[dict], baselines: pd.DataFrame | None) -> tuple[
             "weight memory": f"{wm['weight_memory_bytes'] / 1024:.0f} KiB"
                              + (f" ({wm['weight_memory_saving']:.1f}× smaller)"
                                 if wm["weight_memory_saving"] > 1 else ""),
+            **_storage_columns(done[-1]["summary"], resolved),
             "_key": name,
         })
     float_secs = next((s for s, q in speeds.values() if q in ("none", "identity")), None)
@@ -179,7 +197,8 @@ _COMPARABLE = {
     ("top1_acc", "%"): (METRIC, lambda v: 100 - v, "{v}% top-1 accuracy"),
     ("top1_val_error", "%"): (METRIC, lambda v: v, "top-1 val error"),
     ("test_acc_max_over_200_epochs", "fraction"): (
-        "min_test_error", lambda v: 100 * (1 - v), "max test accuracy {v} over epochs; ours: min test error over epochs"),
+        "min_test_error", lambda v: 100 * (1 - v),
+        "max test accuracy {v} over epochs; ours: min test error over epochs"),
 }
 
 
@@ -331,12 +350,15 @@ def grid_layout(records: list[dict], cells: list[dict], baselines: pd.DataFrame 
             chosen, _ = _select(by_variant[cell["name"]]) if cell and by_variant.get(cell["name"]) else ([], 0)
             done = [r for r in chosen if r["status"] == "completed"]
             compare = comparable(b) if b is not None else None
-            if done and compare:
-                key = compare[0]
+            if done:
+                key = compare[0] if compare else METRIC
                 errs = [r["summary"][key] for r in done if r["summary"].get(key) is not None]
-                if errs:
-                    ours = _in_paper_unit(statistics.fmean(errs), b) + (f" (n={len(errs)})" if len(errs) > 1 else "")
-                    metric_note = f"{b['metric']} ({b['unit']})"
+                if errs:  # in the paper's unit where it has a cell, else our test error in %
+                    mean = statistics.fmean(errs)
+                    ours = (_in_paper_unit(mean, b) if compare else f"{mean:.2f}% error") + (
+                        f" (n={len(errs)})" if len(errs) > 1 else "")
+                    if compare:
+                        metric_note = f"{b['metric']} ({b['unit']})"
             elif chosen:
                 ours = ", ".join(sorted({r["status"] for r in chosen if r["status"] != "completed"})) or "–"
             row[cp] = f"{paper} / {ours}"
@@ -535,10 +557,15 @@ def report(results_dir: Path, spec_name: str | None = None, profile: str | None 
             continue
         stem = f"{name}.{prof}"
         plot = None
+        mine = [(p, why) for p, why in problems if f"/{name}/{prof}/" in str(p)]
+        if studies.is_study(recs):  # a study renders its own table and plot (suite/studies/)
+            plot = f"{stem}.png" if plots and studies.plot(recs, Path(results_dir) / f"{stem}.png") else None
+            write_atomic(Path(results_dir) / f"{stem}.md", studies.render_profile(recs, mine, plot), overwrite=True)
+            written.append(Path(results_dir) / f"{stem}.md")
+            continue
         if plots and any(r["status"] == "completed" for r in recs):
             plot_curves(recs, Path(results_dir) / f"{stem}.png")
             plot = f"{stem}.png"
-        mine = [(p, why) for p, why in problems if f"/{name}/{prof}/" in str(p)]
         text = render_profile(name, prof, recs, mine, plot, grid_cells=_all_grid_cells(name))
         path = Path(results_dir) / f"{stem}.md"
         write_atomic(path, text, overwrite=True)

@@ -8,9 +8,11 @@ A spec file (``reproductions/NAME.toml``) has these tables; every key is documen
     [model]     name + the builder's own keyword arguments
     [train]     method, loss, optimizer, lr_start, lr_end, lr_schedule, batch_size, epochs, seeds,
                 num_directions, direction_distribution, orthogonal_directions, batched_directions
-    [variants.NAME]   weight_quantizer, clip_weights, lr_scale, baseline, label, and per-variant
-                      training overrides: method, lr_start, lr_end, num_directions, ...
+    [variants.NAME]   weight_quantizer, clip_weights, latent_bits, lr_scale, baseline, label, and per-variant
+                      training overrides: method, optimizer, lr_start, lr_end, num_directions, ...
     [profiles.NAME]   scaled_down, note, and any of the keys above as dotted overrides
+    [study]     a study spec (suite/studies/) instead of [data], [model], [train]: name, seeds and
+                the study's parameters; its variants carry study = {...} overrides
 
 Resolution order: file -> profile overrides -> ``--set key=value`` overrides. Every error names
 the file and the key, and suggests the nearest valid key for a typo.
@@ -44,6 +46,9 @@ class DataSpec:
     preprocessing: str = "pm1"  # pm1: pixels scaled to [-1, 1] (BinaryConnect's "centered" inputs)
     source: str = "auto"  # auto: full data if found, else the embedded subset (synthetic for cifar10); full; ...
     test_set: str = "standard"  # cifar10: standard | exact_first1000 | mixed_jpeg_q75 (partial test files)
+    # Images resized to image_size x image_size (in memory, once; e.g. DoReFa-Net's 40 x 40 SVHN);
+    # required for an image folder (imagenet), whose images are decoded once at that size (suite/data/imagefolder.py)
+    image_size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -70,7 +75,7 @@ class TrainSpec:
 
 
 # Training keys a variant may override; None (the default) keeps the spec's train.* value.
-VARIANT_TRAIN_KEYS = ("method", "lr_start", "lr_end", "num_directions", "direction_distribution",
+VARIANT_TRAIN_KEYS = ("method", "optimizer", "lr_start", "lr_end", "num_directions", "direction_distribution",
                       "orthogonal_directions", "batched_directions")
 FORWARD_GRADIENT_KEYS = ("num_directions", "direction_distribution", "orthogonal_directions", "batched_directions")
 
@@ -83,14 +88,17 @@ class VariantSpec:
     input_quantizer: str = "none"  # applied to each quantized layer's input (activations)
     gradient_quantizer: str = "none"  # applied to the gradient flowing back into each quantized layer's output
     clip_weights: float | None = None  # clip latent weights to [-c, c] after each update
+    latent_bits: int = 32  # latent weights in float32 (32) or k-bit codes, k in 1..8 (suite/nn/latent.py)
     lr_scale: str = "none"  # none | glorot (BinaryConnect's per-layer 1/sqrt(1.5/(fan_in+fan_out)))
     weight_init_range: float | None = None  # latent weights drawn from U(-r, r); None: torch default
     baseline: str | None = None  # id of the row in the spec's baselines file
     float_layers: list[str] = field(default_factory=list)  # "first" / "last": kept in full precision
     model: dict[str, Any] = field(default_factory=dict)  # builder arguments merged over [model]
     grid: dict[str, str] = field(default_factory=dict)  # a grid cell's point on each axis (set by the grid)
+    study: dict[str, Any] = field(default_factory=dict)  # study specs: parameters merged over [study]
     # Per-variant training overrides (None: the spec's train.* value); see VARIANT_TRAIN_KEYS.
     method: str | None = None
+    optimizer: str | None = None
     lr_start: float | None = None
     lr_end: float | None = None
     num_directions: int | None = None
@@ -106,6 +114,14 @@ class ModelSpec:
 
 
 @dataclass(frozen=True)
+class StudySpec:
+    """A study spec's [study] table (suite/studies/): the study's name, seeds and parameters."""
+    name: str
+    params: dict[str, Any]  # checked by the study's own `Params` (suite.studies.params_for)
+    seeds: list[int] = field(default_factory=lambda: [0])
+
+
+@dataclass(frozen=True)
 class Spec:
     name: str
     title: str
@@ -116,12 +132,17 @@ class Spec:
     scaled_down: bool
     profile_note: str
     deviations: list[str]
-    data: DataSpec
-    model: ModelSpec
-    train: TrainSpec
+    data: DataSpec | None  # None (with model and train) in a study spec
+    model: ModelSpec | None
+    train: TrainSpec | None
     variants: tuple[VariantSpec, ...]
     overrides: dict[str, Any]  # the --set overrides, shown in reports
     reference_variant: str | None = None  # tables show time and memory relative to this variant
+    study: StudySpec | None = None  # a study (suite/studies/) instead of a training run
+
+    @property
+    def seeds(self) -> list[int]:
+        return self.study.seeds if self.study is not None else self.train.seeds
 
     def resolved(self) -> dict[str, Any]:
         """The resolved spec as plain data (what a record stores and the hash covers)."""
@@ -152,7 +173,7 @@ def config_hash(resolved: dict[str, Any]) -> str:
 # --- generic typed construction -------------------------------------------------------------
 
 _TOP_KEYS = {"name", "title", "paper", "baselines", "deviations", "reference_variant", "data", "model",
-             "train", "variants", "grid", "profiles"}
+             "train", "variants", "grid", "study", "profiles"}
 _GRID_TEMPLATES = ("baseline", "label")  # keys of [grid] that are templates, not axes
 _PROFILE_KEYS = {"scaled_down", "note", "run_variants"}
 
@@ -288,6 +309,44 @@ def _check_override_keys(raw: dict, over: dict, where: str) -> None:
                 for k in vtable if isinstance(vtable, dict) else ():
                     if k not in valid:
                         raise UserError(f"{where}: unknown key 'variants.{vname}.{k}'{_suggest(k, valid)}")
+        if key == "study" and isinstance(value, dict) and (valid := _study_keys(raw.get("study"))):
+            for k in value:
+                if k not in valid:
+                    raise UserError(f"{where}: unknown key 'study.{k}'{_suggest(k, valid)}")
+
+
+def _study_keys(table: Any) -> set[str] | None:
+    """The keys a [study] table of a known study may hold; None if it names none."""
+    from suite.studies import STUDIES, study_module
+
+    name = table.get("name") if isinstance(table, dict) else None
+    if name not in STUDIES:
+        return None
+    return {"name", "seeds"} | {f.name for f in dataclasses.fields(study_module(name).Params)}
+
+
+def _parse_study(merged: dict, where: str) -> StudySpec | None:
+    """The [study] table of a study spec (None for a training spec); a study spec has no
+    [data], [model] or [train]: its settings are the study's parameters."""
+    from suite.studies import STUDIES
+
+    if "study" not in merged:
+        return None
+    table = merged["study"]
+    if not isinstance(table, dict) or not isinstance(table.get("name"), str):
+        raise UserError(f"{where}: study.name: missing (required): one of {', '.join(STUDIES)}")
+    name = table["name"]
+    if name not in STUDIES:
+        raise UserError(f"{where}: study.name: unknown study {name!r}{_suggest(name, STUDIES)}; "
+                        f"known: {', '.join(STUDIES)}")
+    for key in ("data", "model", "train"):
+        if key in merged:
+            raise UserError(f"{where}: {key}: a study spec (study.name = {name!r}) has no [{key}]; "
+                            "its settings go in [study]")
+    seeds = _check_type(table.get("seeds", [0]), list[int], f"{where}: study.seeds")
+    if not seeds:
+        raise UserError(f"{where}: study.seeds: at least one seed")
+    return StudySpec(name=name, seeds=seeds, params={k: v for k, v in table.items() if k not in ("name", "seeds")})
 
 
 def _check_run_variants(raw: dict, value: Any, where: str) -> None:
@@ -298,7 +357,8 @@ def _check_run_variants(raw: dict, value: Any, where: str) -> None:
     names += [name for name, _, _ in _grid_cells(raw.get("grid"), f"{where}: grid")]
     for n in _check_type(value, list[str], where):
         if n not in names:
-            raise UserError(f"{where}: no variant {n!r}{_suggest(n, names)}; the spec has {', '.join(names)}")
+            shown = ", ".join(names[:12]) + (f", ... ({len(names)} in all)" if len(names) > 12 else "")
+            raise UserError(f"{where}: no variant {n!r}{_suggest(n, names)}; the spec has {shown}")
     if not value:
         raise UserError(f"{where}: at least one variant")
 
@@ -386,7 +446,8 @@ def load_spec(path: str | Path, profile: str = "quick", overrides: dict[str, Any
     _check_override_keys(raw, set_over, f"{where}: --set")
     merged = _deep_merge(_deep_merge({k: v for k, v in raw.items() if k != "profiles"}, prof_over), set_over)
 
-    for key in ("name", "title", "paper", "baselines", "data", "model", "train"):
+    study = _parse_study(merged, where)
+    for key in ("name", "title", "paper", "baselines") + (() if study else ("data", "model", "train")):
         if key not in merged:
             raise UserError(f"{where}: {key}: missing (required)")
     for key in ("name", "title", "paper", "baselines"):
@@ -397,12 +458,14 @@ def load_spec(path: str | Path, profile: str = "quick", overrides: dict[str, Any
                               f"{where}: profiles.{profile}.scaled_down")
     note = _check_type(prof.get("note", ""), str, f"{where}: profiles.{profile}.note")
 
-    data = _build(DataSpec, merged["data"], f"{where}: data")
-    train = _build(TrainSpec, merged["train"], f"{where}: train")
-    model_table = merged["model"]
-    if not isinstance(model_table, dict) or not isinstance(model_table.get("name"), str):
-        raise UserError(f"{where}: model.name: missing (required): a model builder name")
-    model = ModelSpec(name=model_table["name"], params={k: v for k, v in model_table.items() if k != "name"})
+    data = model = train = None  # a study spec has none of them
+    if study is None:
+        data = _build(DataSpec, merged["data"], f"{where}: data")
+        train = _build(TrainSpec, merged["train"], f"{where}: train")
+        model_table = merged["model"]
+        if not isinstance(model_table, dict) or not isinstance(model_table.get("name"), str):
+            raise UserError(f"{where}: model.name: missing (required): a model builder name")
+        model = ModelSpec(name=model_table["name"], params={k: v for k, v in model_table.items() if k != "name"})
     explicit = merged.get("variants", {})
     cells = _grid_cells(merged.get("grid"), f"{where}: grid")
     if not isinstance(explicit, dict) or not (explicit or cells):
@@ -420,7 +483,7 @@ def load_spec(path: str | Path, profile: str = "quick", overrides: dict[str, Any
     spec = Spec(name=merged["name"], title=merged["title"], paper=merged["paper"],
                 baselines=merged["baselines"], path=where, profile=profile, scaled_down=scaled_down,
                 profile_note=note, deviations=deviations, data=data, model=model, train=train,
-                variants=variants, overrides=overrides, reference_variant=reference)
+                variants=variants, overrides=overrides, reference_variant=reference, study=study)
     validate(spec)
     return spec
 
@@ -429,6 +492,8 @@ def validate(spec: Spec) -> None:
     """Checks of meaning (not type): impossible values, unknown names. Imports are local to
     keep spec loading light for `list`."""
     w = spec.path
+    if spec.study is not None:
+        return _validate_study(spec)
     t, d = spec.train, spec.data
     positive = {"train.epochs": t.epochs, "train.batch_size": t.batch_size,
                 "train.eval_batch_size": t.eval_batch_size, "data.train_size": d.train_size}
@@ -487,7 +552,42 @@ def validate(spec: Spec) -> None:
             value = getattr(v, key)
             if value is not None and not value > 0:
                 raise UserError(f"{w}: variants.{v.name}.{key}: must be positive, got {value}")
+        if v.latent_bits != 32:
+            _validate_latent_bits(spec, v)
         _try_build(spec, v)
+
+
+def _validate_study(spec: Spec) -> None:
+    """A study spec: every variant's study parameters (types and meaning, by the study), and
+    no training keys on its variants (they would be silently unused)."""
+    from suite.studies import check
+
+    defaults = VariantSpec(name="")
+    for v in spec.variants:
+        used = [f.name for f in dataclasses.fields(VariantSpec)
+                if f.name not in ("name", "label", "baseline", "study", "grid")
+                and getattr(v, f.name) != getattr(defaults, f.name)]
+        if used:
+            raise UserError(f"{spec.path}: variants.{v.name}.{used[0]}: a study's variant takes label, baseline and "
+                            "study = {...} only")
+    if spec.reference_variant is not None and spec.reference_variant not in [v.name for v in spec.variants]:
+        raise UserError(f"{spec.path}: reference_variant: no variant {spec.reference_variant!r}")
+    check(spec)
+
+
+def _validate_latent_bits(spec: Spec, v: VariantSpec) -> None:
+    """k-bit latent weights (suite/nn/latent.py): 1..8 bits, BinaryConnect weights, backprop."""
+    from suite.quant import parse_quantizer
+
+    where = f"{spec.path}: variants.{v.name}.latent_bits"
+    if not 1 <= v.latent_bits <= 8:
+        raise UserError(f"{where}: expected 32 (float32) or 1 to 8 (k-bit codes), got {v.latent_bits}")
+    if v.weight_quantizer == "none" or parse_quantizer(v.weight_quantizer)[0] != "binaryconnect":
+        raise UserError(f"{where}: k-bit latent weights need weight_quantizer 'binaryconnect' (whose straight-"
+                        f"through gradient is the latent weights'), got {v.weight_quantizer!r}")
+    if spec.train_for(v).method != "backprop":
+        raise UserError(f"{where}: k-bit latent weights train by backprop only, got method "
+                        f"{spec.train_for(v).method!r}")
 
 
 def _try_build(spec: Spec, variant: VariantSpec) -> None:
@@ -495,14 +595,18 @@ def _try_build(spec: Spec, variant: VariantSpec) -> None:
     argument and quantizer parameter is checked before anything runs or is written."""
     import torch
 
-    from suite.data import IN_SHAPES, NUM_CLASSES
+    from suite.data import NUM_CLASSES, in_shape
     from suite.harness import quant_config
     from suite.models import build_model
 
     try:
+        shape = in_shape(spec.data)
+    except UserError as e:
+        raise UserError(f"{spec.path}: {e}") from None
+    try:
         with torch.device("meta"):
             build_model(spec.model_for(variant), num_classes=NUM_CLASSES[spec.data.dataset],
-                        in_shape=IN_SHAPES[spec.data.dataset], quant=quant_config(variant))
+                        in_shape=shape, quant=quant_config(variant))
     except UserError as e:
         raise UserError(f"{spec.path}: variants.{variant.name}: {e}") from None
 
@@ -521,6 +625,9 @@ def _validate_training(spec: Spec, where: str, t: TrainSpec, variant: VariantSpe
     if t.method not in METHODS:
         raise UserError(f"{w}: {key('method')}: {t.method!r} is not one of {', '.join(METHODS)}"
                         f"{_suggest(t.method, METHODS)}")
+    if t.optimizer not in ("sgd", "adam"):
+        raise UserError(f"{w}: {key('optimizer')}: {t.optimizer!r} is not one of sgd, adam"
+                        f"{_suggest(t.optimizer, ('sgd', 'adam'))}")
     if not t.lr_start > 0 or (t.lr_end is not None and not t.lr_end > 0):
         raise UserError(f"{w}: {key('lr_start')} / {key('lr_end')}: must be positive, got {t.lr_start} / {t.lr_end}")
     if t.lr_schedule == "exponential" and t.lr_end is None:

@@ -2,7 +2,8 @@
 
 `load_splits(data_spec)` returns train / validation / test tensors and a description of the
 data actually used (full set or embedded subset, sizes, the test set's name), which goes into
-every record and table.
+every record and table. Image folders too large for that (ImageNet) stay uint8 on the host and
+are made float one batch at a time on the device (`suite.data.lazy.LazyImages`).
 """
 
 from __future__ import annotations
@@ -13,17 +14,30 @@ import torch
 
 from suite.data.cifar10 import TEST_FILES as CIFAR10_TEST_FILES
 from suite.data.cifar10 import load_cifar10
+from suite.data.imagefolder import load_imagefolder
+from suite.data.lazy import LazyImages
 from suite.data.mnist import load_mnist
+from suite.data.svhn import load_svhn
+from suite.data.whitening import fitted_zca, gcn_zca
 from suite.errors import UserError
 
 # name -> loader(source, data_dir, download[, test_set]) -> (arrays, info); arrays: uint8 images
 # (N x H x W or N x C x H x W) and int64 labels under train_/test_images, train_/test_labels.
-DATASETS = {"mnist": load_mnist, "cifar10": load_cifar10}
-NUM_CLASSES = {"mnist": 10, "cifar10": 10}
-IN_SHAPES = {"mnist": (1, 28, 28), "cifar10": (3, 32, 32)}  # after preprocessing: C x H x W
-SOURCES = {"mnist": ("auto", "full", "embedded"), "cifar10": ("auto", "full", "synthetic")}
-TEST_SETS = {"mnist": ("standard",), "cifar10": tuple(CIFAR10_TEST_FILES)}
-PREPROCESSING = ("pm1", "unit", "standardize")
+DATASETS = {"mnist": load_mnist, "cifar10": load_cifar10, "svhn": load_svhn, "imagenet": load_imagefolder}
+NUM_CLASSES = {"mnist": 10, "cifar10": 10, "svhn": 10, "imagenet": 1000}
+# after preprocessing: C x H x W; None: set by data.image_size alone (see in_shape)
+IN_SHAPES = {"mnist": (1, 28, 28), "cifar10": (3, 32, 32), "svhn": (3, 32, 32), "imagenet": None}
+SOURCES = {"mnist": ("auto", "full", "embedded"), "cifar10": ("auto", "full", "synthetic"),
+           "svhn": ("auto", "full", "synthetic"), "imagenet": ("auto", "full", "synthetic")}
+TEST_SETS = {"mnist": ("standard",), "cifar10": tuple(CIFAR10_TEST_FILES), "svhn": ("standard",),
+             "imagenet": ("standard",)}
+# gcn_zca: BinaryConnect's CIFAR-10 preprocessing (suite/data/whitening.py), fitted on the training split
+PREPROCESSING = ("pm1", "unit", "standardize", "gcn_zca")
+# Datasets read as image folders: decoded once to a uint8 cache, kept on the host (LazyImages).
+_IMAGE_FOLDERS = ("imagenet",)
+# Datasets whose tables report top-5 error beside top-1 (test_error_top5 in each epoch's record).
+TOP5 = ("imagenet",)
+_STATS_SAMPLE = 10000  # standardize on an image folder: statistics of its first (shuffled) training images
 # Sources smaller than the full set: the spec's sizes are scaled down to what they hold.
 _SMALL_SOURCES = ("embedded subset", "synthetic")
 
@@ -38,14 +52,50 @@ class Splits:
     test_y: torch.Tensor
     num_classes: int
     info: dict = field(default_factory=dict)
+    top5: bool = False  # evaluate top-5 error too (ImageNet)
 
     def to(self, device) -> Splits:
         moved = {k: getattr(self, k).to(device) for k in ("train_x", "train_y", "val_x", "val_y", "test_x", "test_y")}
-        return Splits(**moved, num_classes=self.num_classes, info=self.info)
+        return Splits(**moved, num_classes=self.num_classes, info=self.info, top5=self.top5)
 
     @property
     def in_shape(self) -> tuple[int, ...]:
         return tuple(self.train_x.shape[1:])
+
+    @property
+    def batch_transform(self):
+        """The per-batch transform of images kept as uint8 on the host (None: in-memory float data)."""
+        return self.train_x.transform if isinstance(self.train_x, LazyImages) else None
+
+    def index_device(self, device) -> torch.device:
+        """Where batch indices belong: the host for images gathered there, else the data's device."""
+        return torch.device("cpu") if isinstance(self.train_x, LazyImages) else torch.device(device)
+
+
+def in_shape(data_spec) -> tuple[int, ...]:
+    """C x H x W of the model's input: the dataset's, or image_size x image_size when set."""
+    shape, size = IN_SHAPES[data_spec.dataset], data_spec.image_size
+    if size is None:
+        if shape is None:
+            raise UserError(f"data.image_size: required for dataset {data_spec.dataset!r} (e.g. 224)")
+        return shape
+    if size < 1:
+        raise UserError(f"data.image_size: must be positive, got {size}")
+    return (shape[0] if shape else 3, size, size)
+
+
+@dataclass(frozen=True)
+class BatchPreprocess:
+    """`preprocess` applied to one uint8 batch on the device (images kept on the host)."""
+
+    how: str
+    stats: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def to(self, device) -> BatchPreprocess:
+        return BatchPreprocess(self.how, None if self.stats is None else tuple(s.to(device) for s in self.stats))
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        return preprocess(images, self.how, self.stats)
 
 
 def preprocess(images: torch.Tensor, how: str, stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
@@ -84,10 +134,15 @@ def load_splits(data_spec, data_dir=None, download: bool = True) -> Splits:
     (BinaryConnect: 50000 / 10000), test = the first test_size test images (all if unset).
 
     On the embedded subset (or synthetic data) the sizes are scaled down to what it holds,
-    keeping their ratio. Standardization statistics come from the training split alone.
+    keeping their ratio. Standardization statistics and the ZCA whitening come from the training
+    split alone. `data.image_size` resizes in-memory images once (bilinear, e.g. DoReFa-Net's
+    40 x 40 SVHN) and sets an image folder's decoded size.
     """
     name = data_spec.dataset
     options = {"test_set": data_spec.test_set} if len(TEST_SETS[name]) > 1 else {}
+    if name in _IMAGE_FOLDERS:  # decode only the images the splits use (the first ones of a fixed shuffle)
+        options.update(image_size=in_shape(data_spec)[1], n_train=data_spec.train_size + data_spec.val_size,
+                       n_test=data_spec.test_size)
     arrays, info = DATASETS[name](data_spec.source, data_dir, download, **options)
     n_avail = len(arrays["train_images"])
     n_train, n_val = data_spec.train_size, data_spec.val_size
@@ -107,23 +162,60 @@ def load_splits(data_spec, data_dir=None, download: bool = True) -> Splits:
     if info.get("test_grouped_by_class") and n_test < len(arrays["test_images"]):
         raise UserError(f"data.test_size = {n_test}: the test file {info.get('test_file')} is grouped by class, "
                         "so its first images are not a sample of the test set; leave data.test_size unset")
+    # an image folder's loader returns only the images used: it says how many there are
+    folder, whole_test = name in _IMAGE_FOLDERS, n_test == info.get("test_images_total", len(arrays["test_images"]))
+    size = data_spec.image_size
+    if size is not None and not folder and in_shape(data_spec)[1:] != arrays["train_images"].shape[-2:]:
+        arrays = dict(arrays, train_images=resize_images(arrays["train_images"][: n_train + n_val], size),
+                      test_images=resize_images(arrays["test_images"][:n_test], size))  # only the images used
+        info = dict(info, resized_to=f"{size}x{size} (bilinear)")
     stats = None
     if data_spec.preprocessing == "standardize":
-        stats = channel_stats(arrays["train_images"][:n_train])
+        # an image folder's statistics from a sample: its first images are a random draw (fixed shuffle)
+        stats = channel_stats(arrays["train_images"][: min(n_train, _STATS_SAMPLE) if folder else n_train])
         info = dict(info, standardization={"mean": [round(v, 5) for v in stats[0].tolist()],
                                            "std": [round(v, 5) for v in stats[1].tolist()]})
-    x = preprocess(arrays["train_images"][: n_train + n_val], data_spec.preprocessing, stats)
     y = arrays["train_labels"][: n_train + n_val].long()
-    test_x = preprocess(arrays["test_images"][:n_test], data_spec.preprocessing, stats)
     test_y = arrays["test_labels"][:n_test].long()
-    whole_test = n_test == len(arrays["test_images"])
+    if folder:
+        if data_spec.preprocessing == "gcn_zca":
+            raise UserError("data.preprocessing: 'gcn_zca' needs the images in memory; an image folder takes "
+                            "pm1, unit or standardize (applied per batch)")
+        transform, images = BatchPreprocess(data_spec.preprocessing, stats), arrays["train_images"]
+        splits = Splits(LazyImages(images[:n_train], transform), y[:n_train],
+                        LazyImages(images[n_train:n_train + n_val], transform), y[n_train:],
+                        LazyImages(arrays["test_images"][:n_test], transform), test_y,
+                        info.get("num_classes", NUM_CLASSES[name]), top5=name in TOP5)
+    elif data_spec.preprocessing == "gcn_zca":
+        zca, about = fitted_zca(arrays["train_images"][:n_train])
+        info = dict(info, whitening=dict(about, method="GCN (scale 55) + ZCA (filter_bias 0.1), pylearn2's"))
+        x = gcn_zca(arrays["train_images"][: n_train + n_val], zca)
+        test_x = gcn_zca(arrays["test_images"][:n_test], zca)
+    else:
+        x = preprocess(arrays["train_images"][: n_train + n_val], data_spec.preprocessing, stats)
+        test_x = preprocess(arrays["test_images"][:n_test], data_spec.preprocessing, stats)
     if "test_set" in info:  # the loader names its test set (e.g. CIFAR-10's partial test files)
         test_set = info["test_set"] if whole_test else f"first {n_test} of the {info['test_set']}"
     else:
         test_set = ("full test set" if whole_test and info["source"] == "full" else f"first {n_test} test images"
                     + (" (embedded subset)" if info["source"] == "embedded subset" else ""))
     info = dict(info, dataset=name, n_train=n_train, n_val=n_val, n_test=n_test, test_set=test_set)
-    return Splits(x[:n_train], y[:n_train], x[n_train:], y[n_train:], test_x, test_y, NUM_CLASSES[name], info)
+    if folder:
+        splits.info = info
+        return splits
+    return Splits(x[:n_train], y[:n_train], x[n_train:], y[n_train:], test_x, test_y, NUM_CLASSES[name], info,
+                  top5=name in TOP5)
+
+
+def resize_images(images: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 N x [C x] H x W -> N x [C x] size x size, bilinear (antialiased when shrinking; as
+    tensorpack's imgaug.Resize, cv2's INTER_LINEAR, when enlarging), a chunk at a time."""
+    from torchvision.transforms.v2 import functional as TF
+
+    x = images.unsqueeze(1) if images.dim() == 3 else images
+    out = torch.cat([TF.resize(c, [size, size], antialias=True) for c in x.split(8192)]) if len(x) else \
+        x.new_empty((0, x.shape[1], size, size))
+    return out.squeeze(1) if images.dim() == 3 else out
 
 
 def batch_indices(n: int, batch_size: int, generator: torch.Generator, device) -> list[torch.Tensor]:

@@ -144,10 +144,15 @@ class QuantConfig:
     lr_scale: str = "none"  # none | glorot
     weight_init_range: float | None = None  # U(-r, r) latent weights (BinaryConnect: r = H = 1)
     float_layers: tuple[str, ...] = ()  # positions ("first", "last") kept in full precision
+    latent_bits: int = 32  # 32: float32 latent weights; 1..8: k-bit codes (suite/nn/latent.py)
 
     def _init(self, layer, position):
         if self.weight_init_range is not None and position not in self.float_layers:
             nn.init.uniform_(layer.weight, -self.weight_init_range, self.weight_init_range)
+        if self.latent_bits != 32 and position not in self.float_layers:
+            from suite.nn.latent import store_latent  # latent.py builds on this module's layer classes
+
+            return store_latent(layer, self.latent_bits)
         return layer
 
     def _options(self, fan_in, fan_out, position):

@@ -27,6 +27,16 @@ def _weight_bits(module: nn.Module) -> int:
     return _bits(getattr(module, "weight_quantizer", None))
 
 
+def _named_weights(module: nn.Module) -> list[tuple[str, torch.Tensor]]:
+    """A layer's own parameters; k-bit latent weights (suite/nn/latent.py), which are no
+    parameter, count as its `weight` (a shape-only stand-in: at inference they are its binary weights)."""
+    named = list(module.named_parameters(recurse=False))
+    latent = getattr(module, "latent", None)
+    if isinstance(module, _QuantMixin) and latent is not None:
+        named.insert(0, ("weight", torch.empty(latent.shape, device="meta")))
+    return named
+
+
 def _stored_scales(module: nn.Module) -> int:
     """Float scale factors a weight quantizer keeps beside the quantized weights (XNOR's alpha)."""
     q = getattr(module, "weight_quantizer", None)
@@ -53,8 +63,9 @@ def weight_memory(model: nn.Module) -> dict:
     """
     rows = []
     seen = set()
-    for name, m in model.named_modules():
-        for pname, p in m.named_parameters(recurse=False):
+    named = [(name, m, _named_weights(m)) for name, m in model.named_modules()]  # alive: ids stay unique
+    for name, m, weights in named:
+        for pname, p in weights:
             if id(p) in seen:
                 continue
             seen.add(id(p))
@@ -132,7 +143,8 @@ def model_summary(model: nn.Module, input_shape: tuple[int, ...]) -> dict:
                      "params": sum(r["count"] for r in params if not r.get("derived")),
                      "weight_bits": w_bits, "input_bits": a_bits,
                      "gradient_bits": _bits(getattr(m, "gradient_quantizer", None)),
-                     "weight_bytes": weight_bits_total / 8, "float32_weight_bytes": m.weight.numel() * 4,
+                     "weight_bytes": weight_bits_total / 8,
+                     "float32_weight_bytes": dict(_named_weights(m))["weight"].numel() * 4,
                      "memory_bytes": sum(r["count"] * r["bits"] for r in params) / 8,
                      "macs": macs.get(name, 0), "mac_kind": mac_kind(w_bits, a_bits),
                      "precision": f"W{w_bits}A{a_bits}"})

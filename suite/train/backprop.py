@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from suite.data.lazy import LazyImages
 from suite.nn import clip_latent_weights
 
 
@@ -44,10 +45,23 @@ class Backprop:
 
 
 @torch.no_grad()
+def count_wrong(model: nn.Module, x, y, batch_size: int, top5: bool = False) -> torch.Tensor:
+    """Misclassified samples of (x, y) in eval mode, a 0-d device tensor (summed over ranks when
+    distributed); with top5, two counts: top-1 and top-5 misses, from one topk of each batch's
+    logits. `x` may be images kept on the host (LazyImages): each batch is made on the device."""
+    model.eval()
+    wrong = torch.zeros(2 if top5 else (), dtype=torch.long, device=x.device)
+    for i in range(0, len(x), batch_size):
+        xb, yb = x[i:i + batch_size], y[i:i + batch_size]
+        logits = model(xb.load() if isinstance(xb, LazyImages) else xb)
+        if top5:
+            hit = logits.topk(min(5, logits.shape[1]), dim=1).indices == yb.unsqueeze(1)
+            wrong += torch.stack([(~hit[:, 0]).sum(), (~hit.any(1)).sum()])
+        else:
+            wrong += (logits.argmax(1) != yb).sum()
+    return wrong
+
+
 def error_percent(model: nn.Module, x, y, batch_size: int) -> float:
     """Classification error in percent over (x, y), evaluated in eval mode."""
-    model.eval()
-    wrong = torch.zeros((), dtype=torch.long, device=x.device)
-    for i in range(0, len(x), batch_size):
-        wrong += (model(x[i:i + batch_size]).argmax(1) != y[i:i + batch_size]).sum()
-    return 100.0 * wrong.item() / max(len(x), 1)
+    return 100.0 * count_wrong(model, x, y, batch_size).item() / max(len(x), 1)

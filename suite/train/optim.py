@@ -5,6 +5,9 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from suite.errors import UserError
+from suite.train.latent_optim import LatentUpdate, latent_groups
+
 
 def param_groups(model: nn.Module, lr: float) -> list[dict]:
     """One group per distinct layer LR scale (BinaryConnect's Glorot scale); scale 1 otherwise.
@@ -27,11 +30,20 @@ def param_groups(model: nn.Module, lr: float) -> list[dict]:
 
 
 def make_optimizer(train, model: nn.Module) -> torch.optim.Optimizer:
-    groups = param_groups(model, train.lr_start)
+    """torch's SGD or Adam; layers with k-bit latent weights join it as ``latent`` groups that a
+    step post-hook updates (`suite/train/latent_optim.py`; none in a float32-latent model)."""
+    groups = param_groups(model, train.lr_start) + latent_groups(model, train.lr_start)
     if train.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=train.lr_start, momentum=train.momentum,
-                               weight_decay=train.weight_decay)
-    return torch.optim.Adam(groups, lr=train.lr_start, weight_decay=train.weight_decay)
+        optimizer = torch.optim.SGD(groups, lr=train.lr_start, momentum=train.momentum,
+                                    weight_decay=train.weight_decay)
+    else:
+        optimizer = torch.optim.Adam(groups, lr=train.lr_start, weight_decay=train.weight_decay)
+    if any(g.get("latent") for g in groups):
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            # DDP averages parameter gradients only: each rank's codes would follow its own gradient
+            raise UserError("latent_bits < 32: k-bit latent weights train in one process only, not under torchrun")
+        optimizer.register_step_post_hook(LatentUpdate(model, adam=train.optimizer == "adam"))
+    return optimizer
 
 
 def make_scheduler(train, optimizer):

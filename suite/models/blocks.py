@@ -1,0 +1,68 @@
+"""Pieces several model families share: the activation choice and dropout on a quantized input."""
+
+from __future__ import annotations
+
+import torch.nn as nn
+
+# BNN binarizes activations with the next layer's sign input quantizer, so it needs a symmetric
+# nonlinearity before it (hardtanh, or none): sign(ReLU(x)) would be +1 everywhere.
+ACTIVATIONS = {"relu": nn.ReLU, "hardtanh": nn.Hardtanh, "identity": nn.Identity}
+
+
+def activation(name: str) -> nn.Module:
+    if name not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {name!r}")
+    return ACTIVATIONS[name]()
+
+
+class QuantizedThenDropped(nn.Module):
+    """A layer's input quantizer followed by dropout, as the reference code orders them (BinaryNet:
+    DropoutLayer after binary_tanh_unit; XNOR-Net-PyTorch: dropout after BinActive; tensorpack's
+    DoReFa-Net: dropout after the activation quantizer): a dropped unit is 0, not the quantizer's
+    image of 0 (sign(0) = +1), and the kept ones are scaled by 1 / (1 - p) after quantization."""
+
+    def __init__(self, quantizer: nn.Module, p: float):
+        super().__init__()
+        self.quantizer, self.dropout = quantizer, nn.Dropout(p)
+
+    @property
+    def bits(self) -> int:  # read by the bit accounting
+        return getattr(self.quantizer, "bits", 32)
+
+    def forward(self, x):
+        return self.dropout(self.quantizer(x))
+
+    def output_scale(self, x, layer):
+        """The quantizer's output factor (XNOR-Net's K, from the undropped input), if it has one."""
+        scale = getattr(self.quantizer, "output_scale", None)
+        return scale(x, layer) if scale is not None else None
+
+
+def dropout_before(layer: nn.Module, p: float) -> list[nn.Module]:
+    """Dropout on `layer`'s input, after its input quantizer when it has one (which is then wrapped
+    in place). Returns the modules to put before the layer: [] or [nn.Dropout(p)]."""
+    if not 0 <= p < 1:
+        raise ValueError(f"dropout must be in [0, 1), got {p!r}")
+    if not p:
+        return []
+    if getattr(layer, "input_quantizer", None) is not None:
+        layer.input_quantizer = QuantizedThenDropped(layer.input_quantizer, p)
+        return []
+    return [nn.Dropout(p)]
+
+
+def positive_width(width) -> float:
+    if isinstance(width, bool) or not isinstance(width, (int, float)) or not width > 0:
+        raise ValueError(f"width must be a positive number, got {width!r}")
+    return float(width)
+
+
+def scaled(channels: int, width: float) -> int:
+    """A channel count times the width multiplier, at least 1."""
+    return max(1, round(channels * width))
+
+
+def positive_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value
