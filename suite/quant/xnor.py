@@ -40,9 +40,11 @@ class _SignAndScale(torch.autograd.Function):
     @staticmethod
     def forward(w):
         o, n = w.shape[0], w[0].numel()
-        buf = torch.abs(w)
-        alpha = buf.reshape(o, n).sum(1).div_(n)
-        return sign_pm1(w, out=buf), alpha  # B written over the |W| buffer
+        b = sign_pm1(w)
+        # ||W||_1 per channel as the dot product sign(W) . W: one read of B and W, where |W| then a
+        # sum would write and read a weight-sized temporary too
+        alpha = torch.bmm(b.reshape(o, 1, n), w.reshape(o, n, 1)).view(o).div_(n)
+        return b, alpha
 
     @staticmethod
     def setup_context(ctx, inputs, output):
