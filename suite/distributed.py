@@ -107,7 +107,10 @@ def setup(device_name: str = "auto") -> torch.device:
 
 
 def cleanup() -> None:
+    """Leave together: a barrier first, so no rank tears gloo down while another still talks to it
+    (a rank leaving early made its peer abort with "terminate called without an active exception")."""
     if active():
+        dist.barrier()
         dist.destroy_process_group()
 
 

@@ -85,6 +85,8 @@ def test_twice_the_training_work_fails_on_time(reference, capsys, monkeypatch):
 
     monkeypatch.setattr(backprop, "train_epoch", twice)
     code, rows, table = run_check(reference, capsys)
+    if code == 0:  # a smoke epoch lasts ~50 ms: one noisy measurement may hide 2x; a second one may not
+        code, rows, table = run_check(reference, capsys)
     time_rows = [r for r in rows if r["metric"].startswith("s/epoch")]
     if any(r["verdict"].startswith("not judged") for r in time_rows):
         pytest.skip("the machine was busy with other work, so times were not judged: " + time_rows[0]["verdict"])
