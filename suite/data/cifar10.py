@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import socket
 import sys
 import tempfile
 from pathlib import Path
@@ -28,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from suite.data.download import try_download
 from suite.data.mnist import candidate_roots
 from suite.errors import UserError
 
@@ -147,16 +147,11 @@ def _download(root: Path) -> Path | None:
     """torchvision's download (md5-checked) into root; None (after a one-line note) when offline."""
     from torchvision.datasets import CIFAR10
 
-    old = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(20)
-    try:
+    def fetch() -> Path:
         CIFAR10(str(root), train=True, download=True)
         return root / FOLDER
-    except Exception as e:  # noqa: BLE001 - any network failure means "offline" here
-        print(f"note: CIFAR-10 download failed ({type(e).__name__}: {e})", file=sys.stderr)
-        return None
-    finally:
-        socket.setdefaulttimeout(old)
+
+    return try_download("CIFAR-10", fetch)
 
 
 def write_synthetic(folder: Path, per_batch: int = 400, n_test: int = 1000, filenames: bool = True,

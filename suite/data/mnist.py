@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import sys
 import tempfile
 from pathlib import Path
 
 import torch
 
+from suite.data.download import try_download
 from suite.data.idx import read_idx
 from suite.errors import UserError
 
@@ -58,9 +58,7 @@ def _download(root: Path) -> Path | None:
     """torchvision's download into root; None (after a one-line note) when offline."""
     from torchvision.datasets import MNIST
 
-    old = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(20)
-    try:
+    def fetch() -> Path:
         with tempfile.TemporaryDirectory() as tmp:
             MNIST(tmp, train=True, download=True)  # verifies torchvision's md5 sums
             raw = root / "MNIST" / "raw"
@@ -68,11 +66,8 @@ def _download(root: Path) -> Path | None:
             for name in FILES.values():
                 shutil.copy2(Path(tmp) / "MNIST" / "raw" / f"{name}.gz", raw / f"{name}.gz")
         return raw
-    except Exception as e:  # noqa: BLE001 - any network failure means "offline" here
-        print(f"note: MNIST download failed ({type(e).__name__}: {e})", file=sys.stderr)
-        return None
-    finally:
-        socket.setdefaulttimeout(old)
+
+    return try_download("MNIST", fetch)
 
 
 def missing_message(roots: list[Path]) -> str:

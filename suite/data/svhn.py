@@ -22,7 +22,6 @@ pylearn2/datasets/svhn.py) and DoReFa-Net's tensorpack script mixes train and ex
 from __future__ import annotations
 
 import os
-import socket
 import sys
 import tempfile
 from pathlib import Path
@@ -31,6 +30,7 @@ import numpy as np
 import torch
 
 from suite.data import mnist
+from suite.data.download import try_download
 from suite.data.mnist import candidate_roots
 from suite.errors import UserError
 
@@ -120,17 +120,13 @@ def _download(root: Path, include_extra: bool) -> Path | None:
     from torchvision.datasets import SVHN
 
     folder = root / "svhn"
-    old = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(20)
-    try:
+
+    def fetch() -> Path:
         for split in ("train", "test", "extra") if include_extra else ("train", "test"):
             SVHN(str(folder), split=split, download=True)
         return folder
-    except Exception as e:  # noqa: BLE001 - any network failure means "offline" here
-        print(f"note: SVHN download failed ({type(e).__name__}: {e})", file=sys.stderr)
-        return None
-    finally:
-        socket.setdefaulttimeout(old)
+
+    return try_download("SVHN", fetch)
 
 
 def _digit_images(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
