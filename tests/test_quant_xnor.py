@@ -1,12 +1,23 @@
 """XNOR-Net: BWN weights (alpha per output channel) and binary inputs scaled by the K map."""
 
+import contextlib
+
 import pytest
 import torch
 import torch.func
 import torch.nn.functional as F
 
 from suite.nn import QuantConv2d, QuantLinear
-from suite.quant import XNORInput, XNORWeight, sign_pm1
+from suite.quant import XNORInput, XNORWeight, fused, sign_pm1
+
+
+@pytest.fixture(autouse=True, params=["fused", "torch_ops"])
+def kernel_path(request):
+    """Every case on both paths: the fused CPU kernels (where built) and the torch ops."""
+    if request.param == "fused" and fused.prepare() is None:
+        pytest.skip(f"fused CPU kernels: {fused.status()}")
+    with fused.disabled() if request.param == "torch_ops" else contextlib.nullcontext():
+        yield request.param
 
 W = torch.tensor([[0.5, -1.5, 0.0, 1.0], [-0.2, -0.2, 0.4, 0.2]])
 # alpha = mean |W| per row = [0.75, 0.25]; B = sign(W) with sign(0) = +1
@@ -19,10 +30,34 @@ G = torch.tensor([[1.0, 2.0, 3.0, 4.0], [1.0, -1.0, 2.0, 0.0]])
 GRAD_W = [[2.25, -1.5, 3.75, 4.5], [-0.25, -0.75, 1.0, 0.5]]
 
 
-def test_weight_forward_scales_sign_by_mean_abs_per_output_channel():
+def test_weight_forward_scales_sign_by_mean_abs_per_output_channel(kernel_path):
     assert XNORWeight()(W).tolist() == W_TILDE
     b, alpha = XNORWeight().factors(W)
-    assert b.tolist() == [[1.0, -1.0, 1.0, 1.0], [-1.0, -1.0, 1.0, 1.0]] and alpha.tolist() == [0.75, 0.25]
+    if kernel_path == "fused":  # alpha folded into the weights in the kernel's one pass
+        assert b.tolist() == W_TILDE and alpha is None
+    else:
+        assert b.tolist() == [[1.0, -1.0, 1.0, 1.0], [-1.0, -1.0, 1.0, 1.0]] and alpha.tolist() == [0.75, 0.25]
+    assert XNORWeight().factors(W, scale_output=False)[0].tolist() == W_TILDE
+
+
+def test_weight_backward_leaves_the_callers_gradient_alone():
+    w, g = W.clone().requires_grad_(), G.clone()
+    XNORWeight()(w).backward(g)
+    assert torch.equal(g, G) and w.grad.tolist() == GRAD_W
+
+
+def test_layer_gradient_matches_the_weight_quantizers():
+    """The layer's own path (alpha on the output, or folded in the kernel) against
+    F.linear(x, XNORWeight()(W)): same output and gradients."""
+    layer = QuantLinear(4, 2, weight_quantizer=XNORWeight())
+    with torch.no_grad():
+        layer.weight.copy_(W)
+    x = torch.randn(3, 4)
+    g = torch.randn(3, 2)
+    layer(x).backward(g)
+    w = W.clone().requires_grad_()
+    F.linear(x, XNORWeight()(w), layer.bias.detach()).backward(g)
+    assert torch.allclose(layer.weight.grad, w.grad, atol=1e-6)
 
 
 def test_weight_backward_is_the_exact_derivative_under_the_ste():

@@ -42,16 +42,17 @@ class _QuantMixin:
     def _weight_and_scale(self, scale_output: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The weights the op uses, and a per-output-channel factor for its output or None.
 
-        A weight quantizer with `factors(w) -> (B, alpha)` (XNOR-Net's alpha B) can have alpha
-        applied to the output instead of the weights (same values and gradients): cheaper when
-        the output is smaller than the weight tensor, as in a linear layer on a small batch.
+        A weight quantizer with `factors(w, scale_output) -> (B, alpha)` (XNOR-Net's alpha B) can
+        have alpha applied to the output instead of the weights (same values and gradients):
+        cheaper when the output is smaller than the weight tensor, as in a linear layer on a small
+        batch. It returns (weights, None) where it folds alpha into the weights itself.
         """
         q = self.weight_quantizer
         if q is None:
             return self.weight, None
         factors = getattr(q, "factors", None)
-        if scale_output and factors is not None:
-            return factors(self.weight)
+        if factors is not None:
+            return factors(self.weight, scale_output)
         return q(self.weight), None
 
     def _quantized_input(self, x) -> tuple[torch.Tensor, torch.Tensor | None]:

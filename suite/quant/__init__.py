@@ -55,7 +55,7 @@ computes a small case by hand. Attribute ``bits`` is the precision at inference 
 weight quantizer, activations for an input quantizer), used by the bit accounting; a weight
 quantizer that keeps float scales beside its weights says how many with ``stored_scales(weight)``.
 An input quantizer whose scale multiplies the layer's output (XNOR-Net's K) provides
-``output_scale(x, layer)``; a weight quantizer alpha B may provide ``factors(w) -> (B, alpha)`` so
+``output_scale(x, layer)``; a weight quantizer alpha B may provide ``factors(w, scale_output) -> (B, alpha)`` so
 that a linear layer scales its (smaller) output instead of its weights.
 """
 

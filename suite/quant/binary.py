@@ -4,6 +4,7 @@ sign with the saturating straight-through estimator."""
 import torch
 import torch.nn as nn
 
+from suite.quant import fused
 from suite.quant.noise import random_int16
 from suite.quant.registry import register
 from suite.quant.ste import StraightThrough
@@ -15,8 +16,12 @@ def sign_pm1(x: torch.Tensor, scale: torch.Tensor | float | None = None, *,
     `scale` (>= 0, broadcast to x's shape) if given. Written to `out` if given (may be x itself).
     No gradient (the quantizers state theirs in their autograd Functions).
 
-    The one place in the suite where this convention lives.
+    The one place in the suite where this convention lives (with its fused CPU kernel,
+    `suite.quant.fused`, which computes the same copysign(scale, x + 0) in one pass).
     """
+    if _fused_serves(x, scale, out):
+        return fused.kernels().sign_scaled(x, 1.0 if scale is None else float(scale),
+                                           torch.empty_like(x) if out is None else out)
     # Two passes: x + 0.0 is x except that -0.0 becomes +0.0 (IEEE 754 round to nearest), then
     # copysign(1, .) takes the sign bit: +1 for x >= 0 and -0.0, -1 for x < 0. (sign, + 0.5, sign
     # takes three passes; a torch.where on a bool mask costs ten times more on the CPU.) NaN gives
@@ -27,6 +32,16 @@ def sign_pm1(x: torch.Tensor, scale: torch.Tensor | float | None = None, *,
         mag = torch.ones((), dtype=x.dtype, device=x.device) if scale is None else \
             torch.as_tensor(scale, dtype=x.dtype, device=x.device)
         return torch.copysign(mag, t, out=t)
+
+
+def _fused_serves(x, scale, out) -> bool:
+    """The one-pass kernel takes a scalar scale (not a per-channel one) and an `out` like x."""
+    if scale is not None and not isinstance(scale, (int, float)) and not (
+            isinstance(scale, torch.Tensor) and scale.dim() == 0 and scale.device.type == "cpu"):
+        return False
+    if out is not None and (out.shape != x.shape or out.dtype != x.dtype or not fused.serves(out)):
+        return False
+    return fused.serves(x) and fused.kernels() is not None
 
 
 def pass_where_pm1(grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

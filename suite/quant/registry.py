@@ -8,6 +8,7 @@ import re
 import torch.nn as nn
 
 from suite.errors import UserError
+from suite.quant import fused
 
 QUANTIZERS: dict[str, type[nn.Module]] = {}
 
@@ -86,6 +87,7 @@ def build_quantizer(ref: str | None, role: str | None = None) -> nn.Module | Non
     if ref is None or ref == "none":
         return None
     name, kwargs = parse_quantizer(ref, role)
+    fused.prepare()  # build the fused CPU kernels now (once per machine), not in a timed epoch
     try:
         return QUANTIZERS[name](**kwargs)
     except (TypeError, ValueError, RuntimeError) as e:

@@ -15,8 +15,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from suite.quant import fused
 from suite.quant.binary import pass_where_pm1, sign_pm1, sign_ste
 from suite.quant.registry import register
+
+
+def _fused(w: torch.Tensor) -> bool:
+    return w.dim() >= 1 and w.shape[0] > 0 and fused.serves(w) and fused.kernels() is not None
 
 
 def _owned_gradient(grad: torch.Tensor, w: torch.Tensor) -> bool:
@@ -72,6 +77,53 @@ class _SignAndScale(torch.autograd.Function):
         return pass_where_pm1(tangent, w), t_alpha
 
 
+class _ScaledSignFused(torch.autograd.Function):
+    """W~ = alpha sign(W) by the fused CPU kernels (`suite.quant.fused`): one pass over W forward,
+    one over the gradient backward, and the layer's own matrix product (bias fused) in between.
+    Same values and derivatives as `_SignAndScale` with the product alpha B formed on the weights:
+
+    backward: dC/dW = alpha 1_{|W| <= 1} g + sign(W) mean_n(sign(W) g),   g = dC/dW~
+    forward mode: the same map applied to the tangent (its Jacobian is symmetric per channel).
+    Only for tensors the kernels serve; torch.func's wrapped tensors take `_SignAndScale`.
+    `reuse_grad`: g is fresh and dead after the backward (W~ fed one op whose backward made it,
+    as in the quantized layers), so dC/dW is written over it, sparing an allocation a step.
+    """
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(w, reuse_grad: bool):
+        return fused.kernels().scaled_sign_rows(w)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.mark_non_differentiable(output[1])
+        ctx.save_for_backward(inputs[0], output[1])
+        ctx.save_for_forward(inputs[0], output[1])
+        ctx.reuse_grad = inputs[1]
+
+    @staticmethod
+    def backward(ctx, grad, _grad_alpha):
+        w, alpha = ctx.saved_tensors
+        if _owned_gradient(grad, w) and fused.serves(grad) and fused.kernels() is not None:
+            out = grad if ctx.reuse_grad else torch.empty_like(grad)
+            return fused.kernels().bwn_weight_grad(grad, w, alpha, out), None
+        return _bwn_jacobian(grad, w, alpha), None
+
+    @staticmethod
+    def jvp(ctx, tangent, _):
+        w, alpha = ctx.saved_tensors
+        return _bwn_jacobian(tangent, w, alpha), None
+
+
+def _bwn_jacobian(t: torch.Tensor, w: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """alpha 1_{|W| <= 1} t + sign(W) mean_n(sign(W) t) per output channel, with torch ops."""
+    b = sign_pm1(w)
+    view = (-1,) + (1,) * (w.dim() - 1)
+    per_channel = tuple(range(1, w.dim()))
+    return torch.addcmul(pass_where_pm1(t, w) * alpha.view(view), b, (b * t).mean(per_channel, keepdim=True))
+
+
 @register
 class XNORWeight(nn.Module):
     """XNOR-Net's binary weights with a scaling factor per output channel (BWN, Sec. 3.1):
@@ -90,22 +142,33 @@ class XNORWeight(nn.Module):
     Forward mode: the same Jacobian applied to the tangent.
 
     `factors(W)` returns (B, alpha) for a layer that multiplies its output by alpha instead (the
-    paper's (sign(I) (*) sign(W)) . K alpha): same values and gradients, fewer passes over W.
+    paper's (sign(I) (*) sign(W)) . K alpha): same values and gradients, fewer torch passes over W.
+    On the CPU the fused kernels make alpha B in one pass instead (`_ScaledSignFused`).
     """
 
     name = "xnor_weight"
     roles = frozenset({"weight"})
     bits = 1
 
-    def factors(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, alpha): B = sign(W) shaped like W, alpha of shape (out_channels,).
+    def factors(self, w: torch.Tensor, scale_output: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """For the quantized layers: (B, alpha) with B = sign(W) shaped like W and alpha of shape
+        (out_channels,), for a layer that multiplies its output by alpha (scale_output, and torch
+        ops); otherwise (alpha B, None). The fused CPU kernels make alpha B in one pass, which costs
+        less than scaling the output.
 
-        For the quantized layers: B must feed one op whose backward makes a fresh gradient for it
-        (the layer's matrix product, or alpha * B), because the backward writes dC/dW over dC/dB.
+        The weights returned must feed one op whose backward makes a fresh gradient for them (the
+        layer's matrix product), because the backward writes dC/dW over that gradient.
         """
-        return _SignAndScale.apply(w)
+        if _fused(w):
+            return _ScaledSignFused.apply(w, True)[0], None
+        b, alpha = _SignAndScale.apply(w)
+        if scale_output:
+            return b, alpha
+        return b * alpha.view(-1, *(1,) * (w.dim() - 1)), None
 
     def forward(self, w):
+        if _fused(w):
+            return _ScaledSignFused.apply(w, False)[0]
         b, alpha = _SignAndScale.apply(w)
         return b * alpha.view(-1, *(1,) * (w.dim() - 1))
 
