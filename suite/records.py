@@ -13,7 +13,7 @@ live objects. Schema version 1 fields:
                 samples_per_second, peak_rss_mb, peak_cuda_mb}]
     summary   {epochs_run, best_epoch, best_val_error, test_error_at_best_val, final_test_error,
                median_epoch_seconds, median_samples_per_second, peak_rss_mb, peak_cuda_mb}
-    provenance {git_commit, versions, device, device_name, torch_threads, ...}
+    provenance {git_commit, versions, device, device_name, torch_threads, fused_cpu_kernels, malloc, ...}
     distributed {world_size (1 without torchrun), backend (gloo | nccl | None),
                  max_weight_difference (torchrun: largest |w_rank - w_rank0| at the end, 0.0 expected)};
               under torchrun an epoch's train_loss is the ranks' mean, its times and peak memory

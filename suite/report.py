@@ -87,6 +87,16 @@ def _select(records: list[dict]) -> tuple[list[dict], int]:
     return same, len(records) - len(same)
 
 
+def _speed_settings(p: dict) -> str:
+    """The CPU speed settings a run had (records before they were recorded have neither)."""
+    parts = []
+    if "fused_cpu_kernels" in p and p["device"] == "cpu":
+        parts.append(f"fused CPU kernels {p['fused_cpu_kernels']}")
+    if "malloc" in p and p["device"] == "cpu":
+        parts.append("malloc keeps freed memory" if p["malloc"].startswith("glibc") else f"malloc {p['malloc']}")
+    return "".join(f", {x}" for x in parts)
+
+
 def profile_table(records: list[dict], baselines: pd.DataFrame | None) -> tuple[pd.DataFrame, dict]:
     """One row per variant (in the spec's order) and the facts the notes need."""
     latest = max(records, key=lambda r: r["run_id"])
@@ -116,7 +126,7 @@ def profile_table(records: list[dict], baselines: pd.DataFrame | None) -> tuple[
         for r in done:
             p = r["provenance"]
             facts["provenance"].add(f"{p['device']} ({p['device_name']}), torch {p['torch']}, "
-                                    f"{p['torch_threads']} threads, commit {p['git_commit']}")
+                                    f"{p['torch_threads']} threads{_speed_settings(p)}, commit {p['git_commit']}")
         info = variant_info.get(name, {})
         paper = pm = None
         paper_cell = source = "–"

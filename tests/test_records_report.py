@@ -196,3 +196,14 @@ def test_paper_accuracies_become_errors_and_other_metrics_stay_context():
     assert comparable(row("test_loss", "CE", "0.5")) is None
     assert comparable(row("top5_acc", "%", "69.2")) is None  # shown as context: we compare top-1
     assert comparable(row("test_acc_max_over_200_epochs", "fraction", "")) is None  # an empty cell
+
+
+def test_machine_line_names_the_cpu_speed_settings():
+    from suite.report import _speed_settings
+
+    cpu = {"device": "cpu", "fused_cpu_kernels": "on", "malloc": "glibc 2.36: mmap threshold 32 MiB, ..."}
+    assert _speed_settings(cpu) == ", fused CPU kernels on, malloc keeps freed memory"
+    assert _speed_settings({"device": "cpu", "fused_cpu_kernels": "off (SUITE_FUSED_KERNELS=0)",
+                            "malloc": "default"}) == ", fused CPU kernels off (SUITE_FUSED_KERNELS=0), malloc default"
+    assert _speed_settings({"device": "cuda"} | {k: v for k, v in cpu.items() if k != "device"}) == ""
+    assert _speed_settings({"device": "cpu"}) == ""  # records from before these were recorded
