@@ -36,6 +36,21 @@ def test_kernels_are_built_where_a_compiler_is_found():
     assert fused.status() == "on"
 
 
+def test_kernels_run_on_torchs_threads():
+    """Built without OpenMP, at::parallel_for is a serial loop: the kernels then took twice as
+    long as torch's own 2-thread ops (measured), with the same results."""
+    kernels = fused.prepare()
+    if kernels is None or "parallel backend: OpenMP" not in torch.__config__.parallel_info():
+        pytest.skip(f"kernels {fused.status()}; or torch's threads are not OpenMP's")
+    before = torch.get_num_threads()
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            assert kernels.threads_used(64) == n
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_sign_matches_the_torch_ops_bit_for_bit(dtype):
     x = torch.cat([torch.tensor(EDGES + INF + [float("nan"), -float("nan")], dtype=dtype),

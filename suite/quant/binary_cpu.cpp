@@ -5,6 +5,7 @@
 #include <ATen/Parallel.h>
 #include <torch/csrc/utils/pybind.h>
 
+#include <atomic>
 #include <cmath>
 #include <tuple>
 
@@ -134,6 +135,14 @@ at::Tensor bwn_weight_grad(const at::Tensor& g, const at::Tensor& w, const at::T
   return out;
 }
 
+// How many threads a parallel_for over `tasks` tasks runs on: torch's count where the extension was
+// built with OpenMP, 1 where at::parallel_for compiled to a serial loop (a test checks it).
+int64_t threads_used(int64_t tasks) {
+  std::atomic<uint64_t> seen{0};
+  at::parallel_for(0, tasks, 1, [&](int64_t, int64_t) { seen |= uint64_t(1) << (at::get_thread_num() % 64); });
+  return __builtin_popcountll(seen.load());
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -141,4 +150,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("row_l1", &row_l1);
   m.def("scaled_sign_rows", &scaled_sign_rows);
   m.def("bwn_weight_grad", &bwn_weight_grad);
+  m.def("threads_used", &threads_used);
 }
