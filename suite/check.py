@@ -13,7 +13,7 @@ and torch thread count, and compares each variant with the records under
   default) an unchanged checkout on the same machine and torch gives identical numbers (the
   verdict says so); on another CPU they differ by float rounding, far inside the bound.
 - **time**: the fastest epoch (training part, min over seeds and epochs: what the machine does
-  when nothing interferes) divided by a calibration workload (a fixed matmul loop, min of
+  when nothing interferes) divided by a calibration workload (a fixed small training loop, min of
   several chunks, timed in the same process right before and after the runs); fails when ours
   is more than ``TIME_BOUND`` x the reference's. Faster never fails. A variant over the bound
   runs again (``CHECK_ATTEMPTS`` in all; the best attempt counts). Times are judged only when
@@ -68,6 +68,7 @@ BENCH_RATIO_BOUND = 1.5  # a benchmark's quantized/float ratio: ours / reference
 DEFAULT_SEEDS = {"smoke": 5}  # reference seeds per profile for --update (others: the spec's own)
 DEFAULT_THREADS = 1  # torch threads of a new reference (the check uses the reference's)
 META = "reference.json"
+CALIBRATION = "train-loop-2"  # which workload `calibrate` times; references made with another are not timed against it
 # Spec fields that change no number (shown in tables only); everything else must match the reference.
 COSMETIC = {"name", "title", "paper", "baselines", "path", "profile", "scaled_down", "profile_note",
             "deviations", "overrides", "reference_variant", "variants"}
@@ -105,18 +106,30 @@ class Attempt:
 
 
 def calibrate(repeats: int = 5) -> float:
-    """Seconds of a fixed matmul loop (min of `repeats` chunks): the machine's speed unit, so that
-    a time per epoch can be compared across machines and loads as a ratio to it."""
+    """Seconds of a fixed small training loop (min of `repeats` chunks): the machine's speed unit,
+    so that a time per epoch can be compared across machines and loads as a ratio to it.
+
+    It trains like the smoke epochs do (a convolution, linear layers, small batches, SGD with
+    momentum), so it runs fast where they run fast. A bare matrix-product loop did not: it ran
+    twice as fast on an Intel Xeon (AVX-512) as on an AMD EPYC while the smoke epochs took the
+    same time on both, so every epoch looked 2x slower against a reference made on the EPYC."""
     import torch
+    import torch.nn as nn
 
     g = torch.Generator().manual_seed(0)
-    x0, w = torch.randn(128, 512, generator=g), torch.randn(512, 512, generator=g) / 512**0.5
+    with torch.random.fork_rng(devices=[]):  # the layers' initialisation must not move the runs' random state
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                              nn.Linear(16 * 16 * 16, 256), nn.ReLU(), nn.Linear(256, 10))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    x, y = torch.randn(32, 3, 32, 32, generator=g), torch.randint(0, 10, (32,), generator=g)
+    loss_fn = nn.CrossEntropyLoss()
 
     def chunk():
-        x = x0
-        for _ in range(20):
-            x = torch.tanh(x @ w)
-        return x
+        for _ in range(4):
+            optimizer.zero_grad(set_to_none=True)
+            loss_fn(model(x), y).backward()
+            optimizer.step()
 
     chunk()  # warm-up: first-call allocations
     best = math.inf
@@ -152,7 +165,8 @@ def run_profile(spec: str, profile: str, seeds: list[int], out: Path, threads: i
         torch.set_num_threads(before)
     if code == 2:
         raise UserError(f"check {spec} --profile {profile}: the run stopped on a user error (above)")
-    return {"calibration_seconds": calibration, "threads": threads, "run_exit_code": code, "other_load": others}
+    return {"calibration_seconds": calibration, "calibration": CALIBRATION, "threads": threads,
+            "run_exit_code": code, "other_load": others}
 
 
 class OtherLoad:
@@ -352,6 +366,9 @@ def _time_row(spec: str, variant: str, ref: Attempt, ours: list[Attempt]) -> Row
     metric, shown = "s/epoch ÷ calibration", f"{ref_norm:.3g} ({a:.3g} s)"
     ours_shown = f"{best:.3g}" + (f" (best of {len(tries)} attempts)" if len(tries) > 1 else "")
     bound = f"≤ {TIME_BOUND:g}x ref"
+    if ref.meta.get("calibration") != CALIBRATION:
+        return Row(spec, variant, metric, shown, ours_shown, bound, "not judged: the reference was calibrated "
+                   "with another workload (older suite); remake it with --update", True)
     if _busy(ref.meta):
         return Row(spec, variant, metric, shown, ours_shown, bound, "not judged: the reference was made on a busy "
                    f"machine (others used {ref.meta['other_load']:.1f} CPUs); remake it on a quiet one", True)

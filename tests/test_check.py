@@ -126,7 +126,7 @@ def record(variant="det", seed=1, error=20.0, loss=0.5, seconds=(0.05, 0.04), rs
 
 
 def attempt(records, calibration=0.02, load=0.0) -> Attempt:
-    return Attempt({"calibration_seconds": calibration, "other_load": load}, records)
+    return Attempt({"calibration_seconds": calibration, "calibration": check.CALIBRATION, "other_load": load}, records)
 
 
 REFERENCE = attempt([record(seed=s, error=e) for s, e in [(1, 19.0), (2, 20.0), (3, 21.0)]])  # std 1.0
@@ -160,6 +160,10 @@ def test_time_is_judged_only_on_a_quiet_machine():
     # the best of several attempts counts (a blip in one is not a regression)
     retried = [attempt(slow), attempt([record(seed=1, seconds=(0.045,))])]
     assert verdicts(compare("s", REFERENCE, retried))["s/epoch ÷ calibration"] == "ok (1.12x)"
+    # a reference timed against another calibration workload (an older suite's) is not a unit for ours
+    old = Attempt({"calibration_seconds": 0.02, "other_load": 0.0}, REFERENCE.records)
+    assert verdicts(compare("s", old, [attempt(slow)]))["s/epoch ÷ calibration"].startswith(
+        "not judged: the reference was calibrated with another workload")
 
 
 def test_memory_status_and_missing_variants():
