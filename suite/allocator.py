@@ -3,11 +3,10 @@
 Why: every training step frees and allocates the same weight-sized buffers again (quantized
 weights, weight gradients). By default glibc serves large blocks with fresh mappings and hands the
 top of its heap back to the kernel when much of it is free, so those buffers come back as new pages
-that fault in again on first touch. Measured here on a 1024 x 1024 BWN layer (batch 200): up to
-3000 page faults a step (how many depends on the order of earlier frees: from 0 to 1300 a step in
-six fresh processes on another machine), and the step then 1.4x to 1.8x float instead of 1.1x
-to 1.2x. PyTorch's CPU
-performance guide recommends a caching allocator (jemalloc, tcmalloc) for the same reason; two
+that fault in again on first touch. Measured on a 1024 x 1024 BWN layer (batch 200): up to 3000
+page faults a step on an AMD EPYC, the step then 1.4x to 1.8x float instead of 1.1x to 1.2x; how
+many depends on the order of earlier frees (0 to 1300 a step in six fresh processes on an Intel
+Xeon). PyTorch's CPU performance guide recommends a caching allocator (jemalloc, tcmalloc) for the same reason; two
 glibc settings give the reuse with no extra library:
 
 - M_MMAP_THRESHOLD = 32 MiB (glibc's largest): blocks up to 32 MiB come from the heap;

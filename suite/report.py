@@ -89,10 +89,12 @@ def _select(records: list[dict]) -> tuple[list[dict], int]:
 
 def _speed_settings(p: dict) -> str:
     """The CPU speed settings a run had (records before they were recorded have neither)."""
+    if p["device"] != "cpu":
+        return ""
     parts = []
-    if "fused_cpu_kernels" in p and p["device"] == "cpu":
+    if "fused_cpu_kernels" in p:
         parts.append(f"fused CPU kernels {p['fused_cpu_kernels']}")
-    if "malloc" in p and p["device"] == "cpu":
+    if "malloc" in p:
         parts.append("malloc keeps freed memory" if p["malloc"].startswith("glibc") else f"malloc {p['malloc']}")
     return "".join(f", {x}" for x in parts)
 

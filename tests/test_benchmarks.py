@@ -11,6 +11,7 @@ import time
 
 import pytest
 import torch
+from timing import interleaved_min
 
 from suite.data import Splits, batch_indices
 from suite.harness import Run, Trainer, quant_config
@@ -38,27 +39,17 @@ def synthetic(n: int) -> Splits:
     return Splits(x[:n], y[:n], x[n:n + 100], y[n:n + 100], x[n + 100:], y[n + 100:], 10, {"source": "synthetic"})
 
 
-def interleaved_min(fns: dict, rounds: int = ROUNDS, best: dict | None = None) -> dict:
-    if best is None:
-        best = {k: float("inf") for k in fns}
-        for fn in fns.values():
-            fn()  # warm-up
-    for _ in range(rounds):
-        for k, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            best[k] = min(best[k], time.perf_counter() - t0)
-    return best
-
-
 def more_rounds_while(over, fns: dict, seconds: float = 20.0) -> dict:
     """Interleaved minimums; while `over(best)` holds, more rounds within `seconds` (a minimum
     only falls with more samples: another process holding the CPU gets waited out, and a step
     that is really slower stays slower)."""
-    best = interleaved_min(fns)
-    deadline = time.perf_counter() + seconds
+    for fn in fns.values():
+        fn()  # warm-up
+    best = interleaved_min(fns, ROUNDS)
+    deadline, r = time.perf_counter() + seconds, ROUNDS
     while over(best) and time.perf_counter() < deadline:
-        interleaved_min(fns, 1, best)
+        interleaved_min(fns, 1, best, first_round=r)
+        r += 1
     return best
 
 

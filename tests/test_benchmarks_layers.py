@@ -22,6 +22,7 @@ import time
 
 import torch
 import torch.nn as nn
+from timing import interleaved_min
 
 from suite.nn import QuantConv2d, QuantLinear
 from suite.quant import build_quantizer, fused
@@ -74,17 +75,6 @@ def step_fn(layer: nn.Module, x_shape: tuple, steps: int, torch_ops: bool = Fals
     return run
 
 
-def interleaved_min(fns: dict, rounds: int, best: dict | None = None) -> dict:
-    best = best if best is not None else {k: float("inf") for k in fns}
-    names = list(fns)
-    for r in range(rounds):
-        for k in names[r % len(names):] + names[:r % len(names)]:
-            t0 = time.perf_counter()
-            fns[k]()
-            best[k] = min(best.get(k, float("inf")), time.perf_counter() - t0)
-    return best
-
-
 def compare(benchmark, make, x_shape, names, limits, steps, rounds, extra_seconds, label):
     torch.manual_seed(0)
     fns = {"float": step_fn(make(), x_shape, steps)}
@@ -99,7 +89,7 @@ def compare(benchmark, make, x_shape, names, limits, steps, rounds, extra_second
     bounded = [k for k in limits if k in names]
     extra, deadline = 0, time.perf_counter() + extra_seconds
     while any(best[k] > limits[k] * best["float"] for k in bounded) and time.perf_counter() < deadline:
-        interleaved_min({k: fns[k] for k in ["float", *bounded]}, 1, best)
+        interleaved_min({k: fns[k] for k in ["float", *bounded]}, 1, best, first_round=rounds + extra)
         extra += 1
     ms = {k: 1000 * s / steps for k, s in best.items()}
     ratios = {k: best[k] / best["float"] for k in names}
