@@ -18,11 +18,10 @@ and printed), not bounded.
 """
 
 import contextlib
-import time
 
 import torch
 import torch.nn as nn
-from timing import interleaved_min
+from timing import more_rounds_while
 
 from suite.nn import QuantConv2d, QuantLinear
 from suite.quant import build_quantizer, fused
@@ -80,17 +79,9 @@ def compare(benchmark, make, x_shape, names, limits, steps, rounds, extra_second
     fns = {"float": step_fn(make(), x_shape, steps)}
     fns |= {n: step_fn(make(**_quantizers(*CANDIDATES[n.removesuffix(TORCH_OPS)])), x_shape, steps,
                        torch_ops=n.endswith(TORCH_OPS)) for n in names}
-    for fn in fns.values():
-        fn()  # warm-up
-    best = interleaved_min(fns, rounds)
-    # A minimum only falls with more samples: when another process held the CPU through every
-    # round of a bounded candidate (or of float), give float and the bounded ones more rounds,
-    # within a time budget. A layer that is really slower stays slower.
     bounded = [k for k in limits if k in names]
-    extra, deadline = 0, time.perf_counter() + extra_seconds
-    while any(best[k] > limits[k] * best["float"] for k in bounded) and time.perf_counter() < deadline:
-        interleaved_min({k: fns[k] for k in ["float", *bounded]}, 1, best, first_round=rounds + extra)
-        extra += 1
+    best, extra = more_rounds_while(lambda b: any(b[k] > limits[k] * b["float"] for k in bounded), fns, rounds,
+                                    extra_seconds, extra_for=["float", *bounded])
     ms = {k: 1000 * s / steps for k, s in best.items()}
     ratios = {k: best[k] / best["float"] for k in names}
     benchmark.extra_info.update({f"{k}_ms_per_step": v for k, v in ms.items()})

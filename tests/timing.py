@@ -15,3 +15,19 @@ def interleaved_min(fns: dict, rounds: int, best: dict | None = None, first_roun
             fns[k]()
             best[k] = min(best.get(k, float("inf")), time.perf_counter() - t0)
     return best
+
+
+def more_rounds_while(over, fns: dict, rounds: int, seconds: float, extra_for: list | None = None) -> tuple[dict, int]:
+    """Warm-up, `rounds` interleaved rounds, then, while `over(best)` holds and within `seconds`,
+    more rounds of `extra_for` (default: all). A minimum only falls with more samples: another
+    process holding the CPU gets waited out, and a step that is really slower stays slower.
+    Returns the minimums and the number of extra rounds."""
+    for fn in fns.values():
+        fn()  # warm-up: first-call allocations
+    best = interleaved_min(fns, rounds)
+    extra_fns = {k: fns[k] for k in extra_for} if extra_for is not None else fns
+    extra, deadline = 0, time.perf_counter() + seconds
+    while over(best) and time.perf_counter() < deadline:
+        interleaved_min(extra_fns, 1, best, first_round=rounds + extra)
+        extra += 1
+    return best, extra
