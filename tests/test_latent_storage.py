@@ -1,5 +1,5 @@
 """k-bit latent weights (suite/nn/latent.py), their optimizer step (suite/train/latent_optim.py)
-and the storage measurement (suite/storage.py)."""
+and the storage measurement (suite/run/storage.py)."""
 
 import io
 import math
@@ -15,8 +15,8 @@ from suite.models.mlp import mlp
 from suite.nn import QuantConfig, weight_memory
 from suite.nn.latent import LatentStorage, latent_layers, pack_codes, unpack_codes
 from suite.quant import sign_pm1
+from suite.run.storage import run_storage, storage_bytes
 from suite.spec import load_spec
-from suite.storage import run_storage, storage_bytes
 from suite.train.optim import make_optimizer
 
 

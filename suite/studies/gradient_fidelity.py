@@ -282,11 +282,8 @@ def run_dim(dim: int, p: Params, seed: int, device: torch.device, progress: bool
     }
 
 
-def run(spec, variant, seed: int, device: torch.device, progress: bool) -> dict:
-    from suite.studies import params_for
-
-    p = params_for(spec, variant)
-    rows = [run_dim(d, p, seed, device, progress) for d in tqdm(p.dims, desc=f"{spec.name}/{variant.name}/s{seed}",
+def run(p: Params, seed: int, device: torch.device, progress: bool, desc: str) -> dict:
+    rows = [run_dim(d, p, seed, device, progress) for d in tqdm(p.dims, desc=desc,
                                                                   disable=not progress, leave=False)]
     largest = f"NES-{max(p.nes_samples)}"
     summary = {"pretrained": p.pretrain_steps > 0, "activation": p.activation, "largest_nes": largest,
@@ -387,8 +384,8 @@ def _finding(records: list[dict]) -> list[str]:
     return ["Finding:", ""] + [f"- {line}" for line in lines] + [""] if lines else []
 
 
-def plot(records: list[dict], path) -> bool:
-    """Loss decrease versus learning rate, one panel per variant x dim, mean over seeds."""
+def plot(records: list[dict]):
+    """Loss decrease versus learning rate, one panel per variant x dim, mean over seeds (a figure)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -402,7 +399,7 @@ def plot(records: list[dict], path) -> bool:
     names = [n for n in order if n in by_variant] + sorted(set(by_variant) - set(order))
     dims = list(records[0]["curves"])
     if not names or not dims:
-        return False
+        return None
     estimators = list(records[0]["curves"][dims[0]]["decrease"])
     color = {est: f"C{i}" for i, est in enumerate(estimators)}  # the same colour in every panel
     fig, axes = plt.subplots(len(names), len(dims) + 1, figsize=(3.2 * (len(dims) + 1), 2.6 * len(names)),
@@ -440,9 +437,4 @@ def plot(records: list[dict], path) -> bool:
     axes[0][-1].legend(fontsize=7)
     fig.suptitle(f"{records[0]['spec']['name']} — profile {records[0]['spec']['profile']} (mean over seeds)")
     fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(tmp, dpi=80)
-    plt.close(fig)
-    tmp.replace(path)
-    return True
+    return fig

@@ -113,17 +113,14 @@ def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(a @ b / (a.norm() * b.norm()))
 
 
-def run(spec, variant, seed: int, device: torch.device, progress: bool) -> dict:
-    from suite.studies import params_for
-
-    p = params_for(spec, variant)
+def run(p: Params, seed: int, device: torch.device, progress: bool, desc: str) -> dict:
     rng = np.random.default_rng(seed)
     x = torch.tanh(torch.from_numpy(rng.standard_normal((p.samples, p.length)) * p.input_scale).float()).to(device)
     w = draw_weights(p, rng).to(device)
     y = x @ w.T
     wq = {n: quantize(w, n, p.weight_quantizer, "weight", p) for n in p.weight_bits}
     cells = {}  # input bits -> weight bits -> cosine
-    for m in tqdm(p.input_bits, desc=f"{spec.name}/{variant.name}/s{seed}", disable=not progress, leave=False):
+    for m in tqdm(p.input_bits, desc=desc, disable=not progress, leave=False):
         xq = quantize(x, m, p.input_quantizer, "input", p)
         cells[str(m)] = {str(n): cosine(y, xq @ wq[n].T) for n in p.weight_bits}
     summary = {"weight_factor": {str(n): cosine(y, x @ wq[n].T) for n in p.weight_bits},

@@ -60,6 +60,8 @@ from torch.func import functional_call, jvp, vmap
 from suite.errors import UserError
 from suite.nn import clip_latent_weights
 
+DISTRIBUTIONS = ("gaussian", "rademacher")  # train.direction_distribution
+
 
 def _load_jvp_decompositions() -> None:
     """torch loads its forward-AD decompositions at the first jvp, scripting them with

@@ -29,15 +29,19 @@ def param_groups(model: nn.Module, lr: float) -> list[dict]:
     return groups
 
 
+# train.optimizer name -> torch optimizer from (param groups, train settings)
+OPTIMIZERS = {
+    "sgd": lambda groups, t: torch.optim.SGD(groups, lr=t.lr_start, momentum=t.momentum, weight_decay=t.weight_decay),
+    "adam": lambda groups, t: torch.optim.Adam(groups, lr=t.lr_start, weight_decay=t.weight_decay),
+}
+SCHEDULES = ("exponential", "constant")  # train.lr_schedule (make_scheduler)
+
+
 def make_optimizer(train, model: nn.Module) -> torch.optim.Optimizer:
     """torch's SGD or Adam; layers with k-bit latent weights join it as ``latent`` groups that a
     step post-hook updates (`suite/train/latent_optim.py`; none in a float32-latent model)."""
     groups = param_groups(model, train.lr_start) + latent_groups(model, train.lr_start)
-    if train.optimizer == "sgd":
-        optimizer = torch.optim.SGD(groups, lr=train.lr_start, momentum=train.momentum,
-                                    weight_decay=train.weight_decay)
-    else:
-        optimizer = torch.optim.Adam(groups, lr=train.lr_start, weight_decay=train.weight_decay)
+    optimizer = OPTIMIZERS[train.optimizer](groups, train)
     if any(g.get("latent") for g in groups):
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             # DDP averages parameter gradients only: each rank's codes would follow its own gradient

@@ -1,8 +1,6 @@
-"""The harness: a Spec -> planned runs (variant x seed) -> trained, measured, recorded.
-
-One run: seed everything, build the variant's model, train for the spec's epochs with the
-training part and the evaluation timed separately, measure each epoch's peak memory, pick the
-test error at the best validation epoch, and write one record.
+"""One run's training: the Trainer (model, optimizer, schedule, method; one epoch at a time,
+the training part timed and its peak memory measured apart from evaluation), the epoch loop with
+divergence detection, and the summary a record keeps (model selection as the papers' code does).
 """
 
 from __future__ import annotations
@@ -10,40 +8,23 @@ from __future__ import annotations
 import math
 import random
 import statistics
-import traceback
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from suite import checkpoint, distributed
-from suite.checkpoint import RunLock, checkpoint_path, find_resumable, restore_rng_states, rng_states
 from suite.data import Splits, batch_indices
-from suite.measure import PeakMemory, Stopwatch, provenance
 from suite.models import build_model
-from suite.nn import QuantConfig, latent_clip_targets, weight_memory
-from suite.records import SCHEMA, new_run_id, now_utc, record_path, write_record
-from suite.spec import Spec, VariantSpec, config_hash
-from suite.storage import run_storage
+from suite.nn import latent_clip_targets, weight_memory
+from suite.run import distributed
+from suite.run.checkpoint import restore_rng_states, rng_states
+from suite.run.measure import PeakMemory, Stopwatch
+from suite.run.plan import Run
+from suite.run.storage import run_storage
 from suite.train import METHODS
 from suite.train.backprop import count_wrong
 from suite.train.losses import LOSSES
 from suite.train.optim import make_optimizer, make_scheduler
-
-
-@dataclass(frozen=True)
-class Run:
-    spec: Spec
-    variant: VariantSpec
-    seed: int
-
-
-def plan(spec: Spec, variants: list[str] | None = None, seeds: list[int] | None = None) -> list[Run]:
-    """Variant-major list of runs; `variants` and `seeds` narrow or replace the spec's own."""
-    chosen = [spec.variant(v) for v in variants] if variants else list(spec.variants)
-    return [Run(spec, v, s) for v in chosen for s in (seeds or spec.seeds)]
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -52,112 +33,6 @@ def seed_everything(seed: int) -> torch.Generator:
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
-
-
-def quant_config(variant: VariantSpec) -> QuantConfig:
-    return QuantConfig(weight_quantizer=variant.weight_quantizer, input_quantizer=variant.input_quantizer,
-                       gradient_quantizer=variant.gradient_quantizer, clip_weights=variant.clip_weights,
-                       lr_scale=variant.lr_scale, weight_init_range=variant.weight_init_range,
-                       float_layers=tuple(variant.float_layers), latent_bits=variant.latent_bits)
-
-
-def run_config_hash(spec: Spec, variant: VariantSpec, data_info: dict) -> str:
-    """Records with equal hashes ran the same configuration (seed aside) on the same data."""
-    resolved = spec.resolved()
-    resolved.pop("overrides")
-    resolved["train"].pop("seeds")
-    resolved["variants"] = [v for v in resolved["variants"] if v["name"] == variant.name]
-    resolved["data_used"] = {k: data_info.get(k) for k in ("source", "n_train", "n_val", "n_test")}
-    return config_hash(resolved)
-
-
-def has_checkpoint(results_dir: Path, run: Run, data_info: dict) -> bool:
-    """Whether an interrupted run of this configuration could be continued (nothing locked)."""
-    config = run_config_hash(run.spec, run.variant, data_info)
-    found = find_resumable(Path(results_dir), run.spec.name, run.spec.profile, run.variant.name, run.seed, config)
-    if found:
-        found[1].release()
-    return found is not None
-
-
-def execute(run: Run, data: Splits, device: torch.device, results_dir: Path, progress: bool = True,
-            resume: bool = True) -> Path:
-    """Train and measure one run; write its record (also when it fails) and return its path.
-
-    With `resume`, a checkpoint of the same spec, profile, variant, seed and configuration left
-    by an interrupted run is continued (same run id, same record file) instead of starting over.
-    Until the run ends its record says status "interrupted", with the epochs done so far.
-    A study spec's run (suite/studies/) runs the study instead (`data` unused: None).
-    """
-    spec, variant = run.spec, run.variant
-    results_dir = Path(results_dir)
-    if spec.study is not None:
-        from suite.studies import execute_study
-
-        return execute_study(run, device, results_dir, progress)
-    config = run_config_hash(spec, variant, data.info)
-    trainer = Trainer(run, data, device)
-    # Distributed: rank 0 alone finds (and locks), writes and checkpoints; every rank continues the
-    # checkpoint it found (the results folder must be shared by the nodes).
-    main = distributed.is_main()
-    found = find_resumable(results_dir, spec.name, spec.profile, variant.name, run.seed, config) \
-        if resume and main else None
-    lock = found[1] if found else None
-    resume_from = distributed.broadcast_object(found[0] if found else None)
-    if resume_from:
-        ckpt = resume_from
-        state = checkpoint.load(ckpt)
-        trainer.load_state_dict(state["trainer"])
-        distributed.share_cuda_rng(device)
-        record = state["record"]
-        record.setdefault("resumed_at_epochs", []).append(len(record["epochs"]))
-        record["distributed"] = distributed.describe()  # this launch's (a rerun may use other ranks)
-    else:
-        run_id = distributed.broadcast_object(new_run_id())
-        record = {
-            "schema": SCHEMA, "run_id": run_id, "status": "interrupted", "started": now_utc(), "finished": None,
-            "spec": {"name": spec.name, "path": spec.path, "profile": spec.profile,
-                     "scaled_down": spec.scaled_down, "config_hash": config, "resolved": spec.resolved()},
-            "variant": variant.name, "seed": run.seed, "data": data.info,
-            "model": trainer.model_summary(), "memory_method": trainer.peak.cpu_method,
-            "epochs": [], "summary": {}, "provenance": provenance(device), "distributed": distributed.describe(),
-        }
-        ckpt = checkpoint_path(results_dir, spec.name, spec.profile, variant.name, run.seed, run_id)
-        if main:
-            lock = RunLock(ckpt)
-            lock.acquire()  # a fresh run id: nobody else holds it
-    path = record_path(results_dir, spec.name, spec.profile, variant.name, run.seed, record["run_id"])
-
-    def save_progress() -> None:
-        if main:
-            checkpoint.save(ckpt, {"meta": {"config_hash": config, "run_id": record["run_id"]},
-                                   "trainer": trainer.state_dict(), "record": record})
-            write_record(path, record, overwrite=True)
-        distributed.barrier()  # no rank starts the next epoch before the checkpoint to resume from exists
-
-    try:
-        _train(trainer, run, record, progress and main, save_progress)
-        if distributed.active():  # DDP and deterministic clipping keep the ranks' weights equal: checked
-            record["distributed"]["max_weight_difference"] = distributed.max_weight_difference(trainer.model)
-    except Exception as e:  # recorded, then raised again: a failed run is a finding too
-        record["status"] = "failed"
-        record["error"] = f"{type(e).__name__}: {e}"
-        if distributed.active():
-            record["error"] += (f" (rank {distributed.rank()} of {distributed.world()}: another rank may have "
-                                "stopped; rerun the same command to continue from the last checkpoint)")
-        record["traceback"] = traceback.format_exc()
-        record["finished"] = now_utc()
-        if main:
-            write_record(path, record, overwrite=True)
-            lock.release()
-        raise
-    record["finished"] = now_utc()
-    if main:
-        write_record(path, record, overwrite=True)
-        ckpt.unlink(missing_ok=True)
-        lock.release()
-        lock.path.unlink(missing_ok=True)
-    return path
 
 
 class Trainer:
@@ -170,7 +45,7 @@ class Trainer:
         self.data, self.device = data, device
         self.generator = seed_everything(run.seed)
         self.model = build_model(spec.model_for(run.variant), num_classes=data.num_classes, in_shape=data.in_shape,
-                                 quant=quant_config(run.variant)).to(device)
+                                 quant=run.variant.quant_config()).to(device)
         distributed.check_batch_size(self.train_spec.batch_size, spec.path)
         if self.train_spec.sync_batchnorm:
             self.model = distributed.sync_batchnorm(self.model, device, spec.path)
@@ -230,7 +105,6 @@ class Trainer:
         restore_rng_states(state["rng"], self.generator)
 
     def epoch(self, number: int) -> dict:
-        distributed.exit_if_asked(number)
         lr = self.optimizer.param_groups[0]["lr"]
         loss, train_seconds, memory, samples = self.train_one_epoch()
         val_error, test_error, test_top5, eval_seconds = self.evaluate()
@@ -244,7 +118,7 @@ class Trainer:
                 "samples_per_second": samples / worst["train_seconds"]}
 
 
-def _train(trainer: Trainer, run: Run, record: dict, progress: bool, save_progress) -> None:
+def train_epochs(trainer: Trainer, run: Run, record: dict, progress: bool, save_progress) -> None:
     """Epochs from the first one not in the record to the last; checkpoint after each but the last."""
     epochs = run.spec.train.epochs
     max_loss = run.spec.train.max_loss

@@ -126,8 +126,8 @@ def provenance(device: torch.device) -> dict:
     import torchvision
 
     import suite
-    from suite import allocator
     from suite.quant import fused
+    from suite.run import allocator
 
     return {
         "git_commit": _git_commit(),
@@ -141,6 +141,6 @@ def provenance(device: torch.device) -> dict:
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_model(),
         "torch_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
-        "fused_cpu_kernels": fused.status(),
-        "malloc": allocator.state(),  # suite/allocator.py  # the binary quantizers' CPU path (suite/quant/fused.py)
+        "fused_cpu_kernels": fused.status(),  # the binary quantizers' CPU path (suite/quant/fused.py)
+        "malloc": allocator.state(),  # suite/run/allocator.py
     }

@@ -33,22 +33,18 @@ from __future__ import annotations
 
 import datetime
 import os
-import sys
 
 import torch
 import torch.distributed as dist
 import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
 
+from suite import settings
 from suite.errors import UserError
-from suite.measure import pick_device
+from suite.run.measure import pick_device
 from suite.train.forward_gradient import ForwardGradient
 
 TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR")
-TIMEOUT_ENV = "SUITE_DIST_TIMEOUT_MINUTES"
-DEFAULT_TIMEOUT_MINUTES = 30.0
-# Test hook: "R:E" makes rank R exit abruptly when epoch E starts, as a crashed rank would.
-EXIT_HOOK_ENV = "SUITE_TEST_EXIT_RANK_AT_EPOCH"
 
 
 def launched() -> bool:
@@ -79,14 +75,7 @@ def describe() -> dict:
 
 
 def timeout() -> datetime.timedelta:
-    raw = os.environ.get(TIMEOUT_ENV)
-    try:
-        minutes = float(raw) if raw else DEFAULT_TIMEOUT_MINUTES
-    except ValueError:
-        minutes = -1.0
-    if not minutes > 0:
-        raise UserError(f"${TIMEOUT_ENV} = {raw!r}: expected a positive number of minutes")
-    return datetime.timedelta(minutes=minutes)
+    return datetime.timedelta(minutes=settings.dist_timeout_minutes())
 
 
 def setup(device_name: str = "auto") -> torch.device:
@@ -240,12 +229,3 @@ def for_ranks(method: type, model: nn.Module, device: torch.device) -> tuple[typ
     ddp = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
                                   forward_sync_buffers=True)  # rank 0's BatchNorm statistics at each step
     return method, ddp
-
-
-def exit_if_asked(epoch: int) -> None:
-    """The test hook of EXIT_HOOK_ENV: exit without cleanup, as a killed or crashed rank does."""
-    asked = os.environ.get(EXIT_HOOK_ENV)
-    if asked and asked == f"{rank()}:{epoch}":
-        print(f"rank {rank()}: exiting at the start of epoch {epoch} (${EXIT_HOOK_ENV}, a test hook)",
-              file=sys.stderr, flush=True)
-        os._exit(3)
