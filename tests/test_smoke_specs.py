@@ -62,3 +62,10 @@ def test_summary_command_reports_32x_for_binary_weights(capsys):
     assert main(["summary", "binaryconnect-mnist", "--variant", "det"]) == 0
     out = capsys.readouterr().out
     assert "quantized layers' weights 32.0x less" in out and "binary-weight" in out
+
+
+def test_summary_builds_each_variants_own_model(capsys):
+    # dorefa-svhn's cells differ by model (the paper's models A and D): each summary is its own model's
+    assert main(["summary", "dorefa-svhn", "--variant", "W1A1G32.A", "--variant", "W1A1G32.D"]) == 0
+    totals = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| **total**")]
+    assert len(totals) == 2 and totals[0] != totals[1]

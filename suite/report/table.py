@@ -106,7 +106,8 @@ def _paper(bid: str | None, baselines: pd.DataFrame | None, facts: Facts) -> Pap
         pm = f" ± {b['plusminus']}" if b["plusminus"] else ""
         return Paper(cell=f"context: {b['metric']} = {b['value']}{pm} {b['unit']}", source=source, context=True)
     key, value, pm, note = compare
-    cell = f"{value:g}" + (f" ± {pm:g}" if pm else "") + (f" ({note})" if note else "")
+    cell = (f"{value:g}" + (f" ± {pm:g}" if pm else "") + f" ({note})" if note
+            else b["value"] + (f" ± {b['plusminus']}" if b["plusminus"] else ""))  # as printed
     n = paper_runs(b)
     return Paper(cell + (f", n = {n}" if n else ""), source, value, pm, n, key)
 
