@@ -1,4 +1,5 @@
-"""k-bit storage of a binary-weight layer's latent weights (the seed's "softweight", seed 000).
+"""k-bit storage of a binary-weight layer's latent weights (the "softweight" of the project notes
+"Something about softweight").
 
 BinaryConnect trains real-valued latent weights w in [-s, s] and computes with sign(w). With
 ``latent_bits = k`` (1..8) a layer keeps w not as a float32 parameter but as k-bit codes c:

@@ -15,15 +15,15 @@ Directions (``train.direction_distribution``): ``gaussian`` (v ~ N(0, I)) or ``r
 (entries +-1 with probability 1/2), drawn from the method's own generator (seeded from the run's
 seed), one d-vector per direction, so every mode below sees the same directions.
 
-Orthogonal directions (``train.orthogonal_directions``, the seed document's "orthogonal trick"):
-the step's k directions are orthonormalised among themselves and made orthogonal to the previous
-step's k directions (kept as method state; ``state_dict`` exposes them). The draws are projected
-off the previous directions, then orthonormalised by a QR factorisation of the k x d matrix
-(CholeskyQR: the Cholesky factor of the k x k Gram matrix, in float64, applied by one matrix
-product; for 20 directions over VGG16's 15 M parameters on the CPU it took half the time of
-``torch.linalg.qr`` and its rows were orthogonal to 1e-5, QR's to 1e-3, in float32), then scaled
-by sqrt(d). Why sqrt(d): each orthonormal row q has E[q q^T] = I / d (for Gaussian draws q is
-uniform on the sphere; for Rademacher draws by the symmetry of signs and coordinates), so
+Orthogonal directions (``train.orthogonal_directions``, the "orthogonal trick" of the project
+notes "Something about softweight"): the step's k directions are orthonormalised among themselves
+and made orthogonal to the previous step's k directions (kept as method state; ``state_dict``
+exposes them). The draws are projected off the previous directions, then orthonormalised by a QR
+factorisation of the k x d matrix (CholeskyQR: the Cholesky factor of the k x k Gram matrix, in
+float64, applied by one matrix product; for 20 directions over VGG16's 15 M parameters on the CPU
+it took half the time of ``torch.linalg.qr`` and its rows were orthogonal to 1e-5, QR's to 1e-3,
+in float32), then scaled by sqrt(d). Why sqrt(d): each orthonormal row q has E[q q^T] = I / d
+(for Gaussian draws q is uniform on the sphere; for Rademacher draws by the symmetry of signs and coordinates), so
 v = sqrt(d) q keeps E[v v^T] = I and the estimate unbiased (over the draws of both steps). Given
 the previous step's unit directions P (k x d), this step's avoid span(P): E[v v^T | P] =
 d / (d - k) (I - P^T P), so E[g | P] = d / (d - k) (I - P^T P) grad f: the gradient's component
