@@ -68,10 +68,14 @@ def flat(d: Any, prefix: str = "") -> dict:
     return out
 
 
-def run_config(resolved: dict, variant: str, data: dict | None) -> dict[str, Any]:
+def run_config(resolved: dict, variant: str, data: dict | None, defaults: dict | None = None) -> dict[str, Any]:
     """Everything that decides a run's numbers, flattened to 'table.key' -> value: the resolved
     spec without its cosmetic fields and seeds, the variant's own settings, and the data actually
-    used. Two runs with equal configurations differ only by their seed."""
+    used. Two runs with equal configurations differ only by their seed.
+
+    `defaults` ('table.key' -> the spec's default, `suite.spec.schema.defaults`): settings at their
+    default are left out, so that an option added later, at its default, changes no configuration
+    (records made before it existed still match the runs made after)."""
     chosen = next((v for v in resolved.get("variants", []) if v.get("name") == variant), {})
     config = {k: v for k, v in resolved.items() if k not in COSMETIC}
     for table in ("train", "study"):  # the seeds are the run's, not the configuration's
@@ -79,7 +83,10 @@ def run_config(resolved: dict, variant: str, data: dict | None) -> dict[str, Any
             config[table] = {k: v for k, v in config[table].items() if k != "seeds"}
     config["variant"] = {k: v for k, v in chosen.items() if k not in COSMETIC_VARIANT}
     config["data_used"] = {k: (data or {}).get(k) for k in DATA_USED}
-    return flat(config)
+    out = flat(config)
+    if defaults:
+        out = {k: v for k, v in out.items() if not (k in defaults and v == defaults[k])}
+    return out
 
 
 def config_hash(config: dict[str, Any]) -> str:
@@ -88,9 +95,9 @@ def config_hash(config: dict[str, Any]) -> str:
     return hashlib.sha256(blob).hexdigest()[:12]
 
 
-def record_config(record: dict) -> dict[str, Any]:
+def record_config(record: dict, defaults: dict | None = None) -> dict[str, Any]:
     """A record's run configuration, by the same rule as when it was made."""
-    return run_config(record["spec"]["resolved"], record["variant"], record.get("data"))
+    return run_config(record["spec"]["resolved"], record["variant"], record.get("data"), defaults)
 
 
 # Summary figures a spec may ask its table to show (its `table_columns`): key -> (label, unit, divisor).
@@ -112,14 +119,14 @@ def new_run_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
 
 
-def new_record(resolved: dict, variant: str, seed: int, data: dict | None, provenance: dict,
+def new_record(resolved: dict, variant: str, seed: int, data: dict | None, provenance: dict, config: str,
                run_id: str | None = None, **fields) -> dict:
-    """A run's record as it starts: status "interrupted" until it ends, no epochs yet."""
+    """A run's record as it starts (`config`: its configuration hash): status "interrupted" until
+    it ends, no epochs yet."""
     return {"schema": SCHEMA, "run_id": run_id or new_run_id(), "status": "interrupted", "started": now_utc(),
             "finished": None,
             "spec": {"name": resolved["name"], "path": resolved["path"], "profile": resolved["profile"],
-                     "scaled_down": resolved["scaled_down"],
-                     "config_hash": config_hash(run_config(resolved, variant, data)), "resolved": resolved},
+                     "scaled_down": resolved["scaled_down"], "config_hash": config, "resolved": resolved},
             "variant": variant, "seed": seed, "data": data, **fields,
             "epochs": [], "summary": {}, "provenance": provenance}
 

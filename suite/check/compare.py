@@ -64,27 +64,13 @@ class Attempt:
         return sorted((r for r in self.records if r["variant"] == variant), key=lambda r: r["seed"])
 
 
-def _spec_defaults() -> dict:
-    """'data.X', 'train.X', 'variant.X' -> the spec's default for that option."""
-    import dataclasses
-
-    from suite.spec import DataSpec, TrainSpec, VariantSpec
-
-    out = {}
-    for prefix, cls in (("data", DataSpec), ("train", TrainSpec), ("variant", VariantSpec)):
-        for f in dataclasses.fields(cls):
-            if f.default is not dataclasses.MISSING:
-                out[f"{prefix}.{f.name}"] = f.default
-            elif f.default_factory is not dataclasses.MISSING:
-                out[f"{prefix}.{f.name}"] = f.default_factory()
-    return out
-
-
 def config_differences(ref: dict, ours: dict) -> list[str]:
     """'key: ref -> ours' for every setting that differs. A key absent on one side (an option added
     or removed since) counts as equal when the other side holds its default or an empty value: a
     new option left at its default changes nothing."""
-    missing, defaults = object(), _spec_defaults()
+    from suite.spec.schema import defaults as spec_defaults
+
+    missing, defaults = object(), spec_defaults()
 
     def neutral(key, v):
         return v is None or v is False or v == [] or v == {} or (key in defaults and v == defaults[key])

@@ -23,12 +23,13 @@ from suite.run.checkpoint import RunLock, checkpoint_path, find_resumable
 from suite.run.measure import provenance
 from suite.run.plan import Run
 from suite.run.trainer import Trainer, train_epochs
+from suite.spec.schema import defaults
 from suite.studies import params_for, study_module
 
 
 def run_config_hash(run: Run, data_info: dict | None) -> str:
     """The configuration hash of the record this run writes (`suite.records.run_config`)."""
-    return config_hash(run_config(run.spec.resolved(), run.variant.name, data_info))
+    return config_hash(run_config(run.spec.resolved(), run.variant.name, data_info, defaults()))
 
 
 def has_checkpoint(results_dir: Path, run: Run, data_info: dict) -> bool:
@@ -78,7 +79,7 @@ def execute(run: Run, data: Splits, device: torch.device, results_dir: Path, pro
         record.setdefault("resumed_at_epochs", []).append(len(record["epochs"]))
         record["distributed"] = distributed.describe()  # this launch's (a rerun may use other ranks)
     else:
-        record = new_record(spec.resolved(), variant.name, run.seed, data.info, provenance(device),
+        record = new_record(spec.resolved(), variant.name, run.seed, data.info, provenance(device), config,
                             run_id=distributed.broadcast_object(new_run_id()),  # rank 0's on every rank
                             model=trainer.model_summary(), memory_method=trainer.peak.cpu_method,
                             distributed=distributed.describe())
@@ -117,8 +118,8 @@ def execute_study(run: Run, device: torch.device, results_dir: Path, progress: b
     """Run one variant x seed of a study and write its record (also when it fails); its path."""
     spec, variant = run.spec, run.variant
     params = params_for(spec, variant)
-    record = new_record(spec.resolved(), variant.name, run.seed, None, provenance(device), study=spec.study.name,
-                        params=dataclasses.asdict(params), tables={}, curves={})
+    record = new_record(spec.resolved(), variant.name, run.seed, None, provenance(device), run_config_hash(run, None),
+                        study=spec.study.name, params=dataclasses.asdict(params), tables={}, curves={})
     path = record_path(Path(results_dir), spec.name, spec.profile, variant.name, run.seed, record["run_id"])
     write_record(path, record)  # "interrupted" until it ends: a killed run still shows up
     torch.manual_seed(run.seed)

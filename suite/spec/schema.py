@@ -155,3 +155,16 @@ class Spec:
         return dataclasses.replace(self.train, **{k: getattr(variant, k) for k in VARIANT_TRAIN_KEYS
                                                   if getattr(variant, k) is not None})
 
+
+
+def defaults() -> dict[str, Any]:
+    """'data.X', 'train.X', 'variant.X' -> the spec's default for that option (as a run
+    configuration names it: `suite.records.run_config`)."""
+    out = {}
+    for prefix, cls in (("", Spec), ("data.", DataSpec), ("train.", TrainSpec), ("variant.", VariantSpec)):
+        for f in dataclasses.fields(cls):
+            if f.default is not dataclasses.MISSING:
+                out[f"{prefix}{f.name}"] = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                out[f"{prefix}{f.name}"] = f.default_factory()
+    return out
