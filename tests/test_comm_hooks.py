@@ -277,3 +277,26 @@ def test_two_gloo_ranks_keep_equal_weights_and_send_what_the_encoding_says(tmp_p
         k_layers = sum(math.ceil(0.1 * s) for s in sizes)  # R = 90% per tensor
         per_layer = rank['gradient_dropping(rate=0.9, scope="layer")']["summary"]["bytes_per_step"]
         assert per_layer == 8 * k_layers
+
+
+# ---------------------------------------------------------------- the pending spec
+
+
+@pytest.mark.parametrize("profile", ["smoke", "quick", "paper"])
+def test_pending_terngrad_spec_loads_and_names_valid_hooks(profile):
+    # every key but gradient_compression through the real loader; each variant's hook built once
+    import importlib.util
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    spec_file = importlib.util.spec_from_file_location("commgrad_run", root / "scripts" / "commgrad_run.py")
+    driver = importlib.util.module_from_spec(spec_file)
+    spec_file.loader.exec_module(driver)
+    spec, refs = driver.load(root / "reproductions" / "pending" / "terngrad-cifar10.toml", profile, {})
+    hooks = {v.name: driver.compression_of(refs, profile, v.name) for v in spec.variants}
+    assert hooks["float"] == "allreduce" and hooks["terngrad"] == "terngrad(clip=2.5)"
+    assert hooks.get("terngrad-noclip") == "terngrad(clip=0)"
+    if profile != "paper":
+        assert hooks["dropping"] == "gradient_dropping(rate=0.99)"
+    else:
+        assert spec.data.dataset == "imagenet" and spec.train.batch_size == 256 and spec.train.lr_start == 0.01
