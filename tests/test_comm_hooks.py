@@ -110,6 +110,20 @@ def test_terngrad_hook_sends_two_bits_per_value_and_per_layer_scalers(group_of_o
     assert hook.last_step == {"codes": 3, "padding": 1} and hook.bytes_per_step == 4
 
 
+def test_terngrad_keeps_small_tensors_and_the_classifier_float_when_asked(group_of_one):
+    model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2), nn.BatchNorm1d(2))  # 15, 8 and 2 + 2 values
+    hook = TernGrad(clip=0, min_size=3, quantize_logits=False)
+    hook.bind(model)
+    bucket = FakeBucket([torch.randn_like(p) for p in model.parameters()])
+    bucket.params = list(model.parameters())
+    out = ddp_hook(hook, bucket).wait()
+    # float32: the classifier (Linear(3, 2): 6 + 2 values, not the BatchNorm after it) and the
+    # BatchNorm's 2 + 2 (fewer than min_size = 3 each): 12 values, 48 bytes, sent and averaged as they are
+    assert hook.last_step["float"] == 48 and torch.equal(out[15:], bucket.flat[15:])
+    assert hook.last_step["codes"] == 4  # the first layer's 12 + 3 values, 2 bits each
+    assert set(out[:12].abs().unique().tolist()) <= {0.0, bucket.flat[:12].abs().max().item()}
+
+
 def test_terngrad_decode_averages_the_ranks_messages_by_hand():
     hook = TernGrad()
     hook.world = 2

@@ -22,7 +22,7 @@ and inception_train.py) decides:
 - `min_size`: tensors with fewer values are sent as float32 (the authors' --size_to_binarize,
   9217 in their AlexNet script; 1 = ternarize all, as the paper describes);
 - `quantize_logits = false` sends the classifier's weight and bias as float32 (the authors'
-  --quantize_logits, default false; the model's last parameterized layer is the classifier);
+  --quantize_logits, default false; the classifier is the model's last layer with a weight matrix);
 - 2-bit packing: `packing.pack_ternary` (their `ternary_encoder`).
 
 Departures: the scaler is max|f(g)| of the clipped gradient as the paper writes (the authors' code
@@ -83,8 +83,8 @@ class TernGrad(CompressionHook):
 
     def bind(self, module, group=None) -> None:
         super().bind(module, group)
-        if not self.quantize_logits:
-            layers = [m for m in module.modules() if any(True for _ in m.parameters(recurse=False))]
+        if not self.quantize_logits:  # the classifier: the last layer with a weight matrix (not a BatchNorm after it)
+            layers = [m for m in module.modules() if getattr(m, "weight", None) is not None and m.weight.dim() >= 2]
             self._float_params = {self._param_index[id(p)] for p in layers[-1].parameters(recurse=False)}
 
     def generator(self, device: torch.device) -> torch.Generator:
