@@ -133,8 +133,8 @@ class TernGrad(CompressionHook):
                 self.count("scalers", scalers)
                 dist.all_reduce(scalers, op=dist.ReduceOp.MAX, group=self.group)  # s = max_i s^(i)
             t = self.ternarize(g, torch.repeat_interleave(scalers, sizes, output_size=n_tern))
-            if not self.share_scalers:
-                parts.append(packing.as_bytes(scalers))
+            if not self.share_scalers:  # float32 whatever the bucket's dtype: 4 bytes each, read back as such
+                parts.append(packing.as_bytes(scalers.float()))
         parts += [packing.as_bytes(buf[s.start:s.end]) for s in flt]
         float_bytes = sum(p.numel() for p in parts)
         if tern:
