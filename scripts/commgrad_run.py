@@ -207,7 +207,8 @@ def table(spec, out: Path) -> str:
         fewer = f"{float_bytes / b:.1f}" if b and float_bytes else "-"
         ms = statistics.median(e["ms_per_step"] for r in rs for e in r["epochs"])
         diff = max(r["max_weight_difference"] for r in rs)
-        lines.append(f"| {v.label or v.name} | `{rs[0]['gradient_compression']}` | {len(rs)} | {best:.2f} "
+        seeds = ", ".join(f"s{r['seed']} {r['summary']['test_error_at_best_val']:.1f}" for r in rs)
+        lines.append(f"| {v.label or v.name} | `{rs[0]['gradient_compression']}` | {len(rs)} | {best:.2f} ({seeds}) "
                      f"| {final:.2f} | {loss:.4f} | {b if b is not None else '-'} | {fewer} | {ms:.0f} | {diff:g} |")
     timing = out / f"{spec.name}.{spec.profile}.timing.json"
     if timing.exists():
