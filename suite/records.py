@@ -21,6 +21,9 @@ or to the data folder), no hostnames. Schema version 1 fields:
                  max_weight_difference (torchrun: largest |w_rank - w_rank0| at the end, 0.0 expected)};
               under torchrun an epoch's train_loss is the ranks' mean, its times and peak memory
               the ranks' maximum (a straggler shows)
+    communication {method, options, world_size, bytes_per_step, bytes_per_step_by_part, steps,
+               total_bytes_sent}: a gradient-compression hook's exchange (train.gradient_compression);
+              each epoch then has bytes_sent_per_step, and so has the summary
     error     (a message, when status is failed or diverged; diverged_at_epoch too)
     resumed_at_epochs (the epochs after which an interrupted run was continued, if any)
     A study's record (suite/studies/) has ``epochs`` empty and adds study, params, tables, curves.
@@ -105,6 +108,7 @@ SUMMARY_COLUMNS = {
     "latent_weight_bytes": ("latent weights", "KiB", 1024),  # measured after training (suite/run/storage.py)
     "weight_storage_bytes": ("all weights + buffers", "KiB", 1024),
     "optimizer_state_bytes": ("optimizer state", "KiB", 1024),
+    "bytes_sent_per_step": ("sent per step per rank", "bytes", 1),  # a gradient-compression hook's count
 }
 
 # --------------------------------------------------------------------- making and writing

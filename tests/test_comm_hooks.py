@@ -293,24 +293,29 @@ def test_two_gloo_ranks_keep_equal_weights_and_send_what_the_encoding_says(tmp_p
         assert per_layer == 8 * k_layers
 
 
-# ---------------------------------------------------------------- the pending spec
+# ---------------------------------------------------------------- the spec
 
 
 @pytest.mark.parametrize("profile", ["smoke", "quick", "paper"])
-def test_pending_terngrad_spec_loads_and_names_valid_hooks(profile):
-    # every key but gradient_compression through the real loader; each variant's hook built once
-    import importlib.util
-    from pathlib import Path
+def test_terngrad_spec_names_a_valid_hook_per_variant(profile):
+    from suite.paths import reproductions_dir
+    from suite.spec import load_spec
 
-    root = Path(__file__).resolve().parent.parent
-    spec_file = importlib.util.spec_from_file_location("commgrad_run", root / "scripts" / "commgrad_run.py")
-    driver = importlib.util.module_from_spec(spec_file)
-    spec_file.loader.exec_module(driver)
-    spec, refs = driver.load(root / "reproductions" / "pending" / "terngrad-cifar10.toml", profile, {})
-    hooks = {v.name: driver.compression_of(refs, profile, v.name) for v in spec.variants}
+    spec = load_spec(reproductions_dir() / "terngrad-cifar10.toml", profile)
+    hooks = {v.name: spec.train_for(v).gradient_compression for v in spec.variants}
     assert hooks["float"] == "allreduce" and hooks["terngrad"] == "terngrad(clip=2.5)"
     assert hooks.get("terngrad-noclip") == "terngrad(clip=0)"
     if profile != "paper":
         assert hooks["dropping"] == "gradient_dropping(rate=0.99)"
     else:
         assert spec.data.dataset == "imagenet" and spec.train.batch_size == 256 and spec.train.lr_start == 0.01
+
+
+def test_a_bad_hook_reference_is_a_user_error(tmp_path):
+    from suite.errors import UserError
+    from suite.paths import reproductions_dir
+    from suite.spec import load_spec
+
+    with pytest.raises(UserError, match=r"variants.terngrad.gradient_compression: .*has no argument 'clipp'"):
+        load_spec(reproductions_dir() / "terngrad-cifar10.toml", "smoke",
+                  {"variants.terngrad.gradient_compression": "terngrad(clipp=2)"})

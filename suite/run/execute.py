@@ -90,9 +90,10 @@ def execute(run: Run, data: Splits, device: torch.device, results_dir: Path, pro
     path = record_path(results_dir, spec.name, spec.profile, variant.name, run.seed, record["run_id"])
 
     def save_progress() -> None:
+        state = trainer.state_dict()  # every rank: the gradient exchange's state is gathered
         if main:
             checkpoint.save(ckpt, {"meta": {"config_hash": config, "run_id": record["run_id"]},
-                                   "trainer": trainer.state_dict(), "record": record})
+                                   "trainer": state, "record": record})
             write_record(path, record, overwrite=True)
         distributed.barrier()  # no rank starts the next epoch before the checkpoint to resume from exists
 

@@ -54,7 +54,8 @@ class Trainer:
         self.loss_fn = LOSSES[self.train_spec.loss]
         self.clip_targets = latent_clip_targets(self.model)
         # Under torchrun: backprop trains the model through DDP; self.model stays the plain module.
-        method, trained = distributed.for_ranks(METHODS[self.train_spec.method], self.model, device)
+        method, trained, self.exchange = distributed.for_ranks(METHODS[self.train_spec.method], self.model, device,
+                                                               self.train_spec.gradient_compression)
         self.method = method(trained, self.optimizer, self.loss_fn, self.train_spec, self.clip_targets)
         self.peak = PeakMemory(device)
 
@@ -91,10 +92,12 @@ class Trainer:
         return val_error, 100.0 * counts[k] / max(len(d.test_x), 1), test_top5, clock.seconds
 
     def state_dict(self) -> dict:
-        """Everything the next epoch depends on: weights, optimizer, schedule, method, RNGs."""
+        """Everything the next epoch depends on: weights, optimizer, schedule, method, RNGs, and
+        each rank's gradient-exchange state (a collective under torchrun: every rank calls it)."""
+        exchange = distributed.gather_to_main(self.exchange.state_dict()) if self.exchange is not None else None
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
-                "method": self.method.state_dict(), "rng": rng_states(self.generator)}
+                "method": self.method.state_dict(), "rng": rng_states(self.generator), "exchange": exchange}
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
@@ -103,6 +106,8 @@ class Trainer:
             self.scheduler.load_state_dict(state["scheduler"])
         self.method.load_state_dict(state["method"])
         restore_rng_states(state["rng"], self.generator)
+        if self.exchange is not None and state.get("exchange"):
+            self.exchange.load_state_dict(state["exchange"][distributed.rank()])
 
     def epoch(self, number: int) -> dict:
         lr = self.optimizer.param_groups[0]["lr"]
@@ -113,9 +118,12 @@ class Trainer:
         # Distributed: the loss averaged over the ranks; time and memory of the slowest / largest rank.
         loss = distributed.mean_over_ranks(loss)
         worst = distributed.max_over_ranks({"train_seconds": train_seconds, "eval_seconds": eval_seconds, **memory})
-        return {"epoch": number, "lr": lr, "train_loss": loss.item(), "val_error": val_error,
-                "test_error": test_error, "test_error_top5": test_top5, **worst,
-                "samples_per_second": samples / worst["train_seconds"]}
+        out = {"epoch": number, "lr": lr, "train_loss": loss.item(), "val_error": val_error,
+               "test_error": test_error, "test_error_top5": test_top5, **worst,
+               "samples_per_second": samples / worst["train_seconds"]}
+        if self.exchange is not None:  # bytes each rank sent per step (counted from the tensors sent)
+            out["bytes_sent_per_step"] = self.exchange.bytes_per_step
+        return out
 
 
 def train_epochs(trainer: Trainer, run: Run, record: dict, progress: bool, save_progress) -> None:
@@ -144,6 +152,8 @@ def train_epochs(trainer: Trainer, run: Run, record: dict, progress: bool, save_
         record["status"] = "completed"
     # + the bytes the weights and the optimizer state occupy after training (measured, not computed)
     record["summary"] = {**summarize(record["epochs"]), **run_storage(trainer.model, trainer.optimizer)}
+    if trainer.exchange is not None:
+        record["communication"] = trainer.exchange.summary()
 
 
 def summarize(epochs: list[dict]) -> dict:
@@ -166,4 +176,5 @@ def summarize(epochs: list[dict]) -> dict:
         "median_samples_per_second": statistics.median(e["samples_per_second"] for e in epochs),
         "peak_rss_mb": max(e["peak_rss_mb"] for e in epochs),
         "peak_cuda_mb": max(cuda) if cuda else None,
+        **({"bytes_sent_per_step": epochs[-1]["bytes_sent_per_step"]} if "bytes_sent_per_step" in epochs[-1] else {}),
     }

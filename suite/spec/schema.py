@@ -49,10 +49,14 @@ class TrainSpec:
     direction_distribution: str = "gaussian"  # gaussian | rademacher
     orthogonal_directions: bool = False  # orthonormal within a step and orthogonal to the previous step's
     batched_directions: bool = False  # all directions in one vmap'ed jvp (faster, num_directions x memory)
+    # Data-parallel (torchrun): what the ranks exchange, a DDP communication hook
+    # (suite/train/gradient_compression/): "none" (DDP's all-reduce), "allreduce", "terngrad(...)", ...
+    gradient_compression: str = "none"
 
 
 # Training keys a variant may override; None (the default) keeps the spec's train.* value.
-VARIANT_TRAIN_KEYS = ("method", "optimizer", "lr_start", "lr_end", "num_directions", "direction_distribution",
+VARIANT_TRAIN_KEYS = ("method", "optimizer", "lr_start", "lr_end", "gradient_compression", "num_directions",
+                      "direction_distribution",
                       "orthogonal_directions", "batched_directions")
 FORWARD_GRADIENT_KEYS = ("num_directions", "direction_distribution", "orthogonal_directions", "batched_directions")
 
@@ -78,6 +82,7 @@ class VariantSpec:
     optimizer: str | None = None
     lr_start: float | None = None
     lr_end: float | None = None
+    gradient_compression: str | None = None
     num_directions: int | None = None
     direction_distribution: str | None = None
     orthogonal_directions: bool | None = None

@@ -194,6 +194,16 @@ def _validate_training(spec: Spec, where: str, t: TrainSpec, variant: VariantSpe
     if t.num_directions < 1:
         raise UserError(f"{w}: {key('num_directions')}: must be at least 1, got {t.num_directions}")
     _one_of(f"{w}: {key('direction_distribution')}", t.direction_distribution, DISTRIBUTIONS)
+    from suite.train.gradient_compression import NONE, parse
+
+    if t.gradient_compression != NONE:
+        try:
+            parse(t.gradient_compression)
+        except UserError as e:
+            raise UserError(f"{w}: {key('gradient_compression')}: {e}") from None
+        if t.method != "backprop":
+            raise UserError(f"{w}: {key('gradient_compression')}: a DDP communication hook compresses backprop's "
+                            f"gradients; method {t.method!r} exchanges no gradients")
     if variant is not None and t.method != "forward_gradient":
         for name in FORWARD_GRADIENT_KEYS:
             if getattr(variant, name) is not None:
