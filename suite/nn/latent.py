@@ -108,7 +108,7 @@ class LatentStorage(nn.Module):
         `self.leaf` until the optimizer step reads its gradient."""
         with torch.no_grad():
             deterministic = isinstance(quantizer, BinaryConnect) and not quantizer.stochastic
-            w = self.signs() if deterministic else quantizer(self.decode())
+            w = quantizer._mark(self.signs()) if deterministic else quantizer(self.decode())
         if torch.is_grad_enabled():
             self.leaf = w.requires_grad_()
         return w
