@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from suite.nn.layers import QuantConv2d, QuantLinear, _QuantMixin
+from suite.nn.layers import QuantConv2d, QuantLinear, _QuantMixin, _scale_output
 from suite.quant import BinaryConnect
 from suite.quant.noise import uniform_centered
 
@@ -71,6 +71,11 @@ class LatentStorage(nn.Module):
         self.register_buffer("scale", scale.detach().to(weight.dtype).reshape(()).clone())
         self.register_buffer("codes", torch.zeros(stored, dtype=torch.uint8, device=weight.device))
         self.leaf: torch.Tensor | None = None  # this step's binary weights, whose .grad the optimizer reads
+        # An optimizer that updates the codes inside the backward pass (`suite/train/lean_optim.py`) sets
+        # this: the layer's weights then carry no leaf, their gradient goes to the optimizer at once.
+        self.in_backward = None
+        self.in_backward_linear = None  # and, for a linear layer, its product by row chunks
+        self.anchor = torch.zeros(0, device=weight.device, requires_grad=True)  # ties the weights to autograd
         self.encode_(weight.detach().clone(), stochastic=False)  # encode_ overwrites its argument
 
     def decode(self) -> torch.Tensor:
@@ -110,6 +115,8 @@ class LatentStorage(nn.Module):
             deterministic = isinstance(quantizer, BinaryConnect) and not quantizer.stochastic
             w = quantizer._mark(self.signs()) if deterministic else quantizer(self.decode())
         if torch.is_grad_enabled():
+            if self.in_backward is not None:
+                return self.in_backward(self, w)
             self.leaf = w.requires_grad_()
         return w
 
@@ -132,6 +139,16 @@ class _LatentMixin:
 
 class LatentQuantLinear(_LatentMixin, QuantLinear):
     """QuantLinear with k-bit latent weights (built by `store_latent`)."""
+
+    def _forward(self, x):
+        product = self.latent.in_backward_linear
+        if product is None or not torch.is_grad_enabled():
+            return super()._forward(x)
+        xq, k = self._quantized_input(x)
+        y = product(xq, self.latent)  # the codes are updated inside its backward pass
+        if k is not None:
+            return self._output(_scale_output(y, k, None, self.bias, spatial=0))
+        return self._output(y if self.bias is None else y + self.bias)
 
 
 class LatentQuantConv2d(_LatentMixin, QuantConv2d):

@@ -72,17 +72,35 @@ class Packed:
         return out.div_(self.divisor) if self.divisor != 1.0 else out
 
 
+class PackedView:
+    """A view (a transpose: what a linear layer saves of its weights) of a marked tensor."""
+
+    __slots__ = ("base", "size", "stride", "offset")
+
+    def __init__(self, base: Packed, view: torch.Tensor):
+        self.base, self.size, self.stride, self.offset = base, view.size(), view.stride(), view.storage_offset()
+
+    def unpack(self) -> torch.Tensor:
+        return self.base.unpack().as_strided(self.size, self.stride, self.offset)
+
+
 def _pack(t: torch.Tensor):
     if t.dtype == torch.bool and t.numel() >= 64:
         return Packed(t, 1, 1.0, 0.0)
-    hint = _hint(t)
-    if hint is None or t.layout != torch.strided or t.numel() < 64:
+    if t.layout != torch.strided or t.numel() < 64:
         return t
-    return Packed(t, *hint)
+    hint = _hint(t)
+    if hint is not None:
+        return Packed(t, *hint)
+    base = t._base
+    hint = _hint(base) if base is not None else None
+    if hint is not None and base.is_contiguous() and base.storage_offset() == 0:
+        return PackedView(Packed(base, *hint), t)
+    return t
 
 
 def _unpack(saved):
-    return saved.unpack() if isinstance(saved, Packed) else saved
+    return saved.unpack() if isinstance(saved, (Packed, PackedView)) else saved
 
 
 def saving_in_bits():

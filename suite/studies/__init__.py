@@ -40,6 +40,7 @@ from typing import Any
 STUDIES = {
     "quantization_error": "suite.studies.quantization_error",
     "gradient_fidelity": "suite.studies.gradient_fidelity",
+    "memory": "suite.studies.memory",
 }
 
 
