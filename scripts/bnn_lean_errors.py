@@ -14,8 +14,6 @@ import dataclasses
 import json
 import time
 
-import torch
-
 from suite.allocator import keep_freed_memory
 from suite.data import load_splits
 from suite.harness import Run, Trainer, summarize

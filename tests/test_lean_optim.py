@@ -92,7 +92,7 @@ def test_a_small_problem_trains():
     model = _bnn(hidden=(128,))
     opt, _ = _lean(model, lr=3e-3)
     losses = []
-    for epoch in range(15):
+    for _ in range(15):
         total = 0.0
         for idx in torch.arange(512).split(64):
             loss = F.cross_entropy(model(x[idx]), y[idx])

@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 import torch
-import torch.nn.functional as F
 
 from suite.errors import UserError
 

@@ -151,7 +151,8 @@ class LeanLatentAdam:
         for start in range(offset, last, CHUNK):
             end = min(start + CHUNK, last)
             blocks = slice(start // BLOCK, -(-end // BLOCK))
-            w = codes[start:end].to(storage.scale.dtype).mul_(storage.scale * (2.0 / storage.levels)).sub_(storage.scale)
+            w = codes[start:end].to(storage.scale.dtype)
+            w.mul_(storage.scale * (2.0 / storage.levels)).sub_(storage.scale)  # LatentStorage.decode
             g = grad[start - offset:end - offset]
             if wd:
                 g = g.add(w, alpha=wd)
