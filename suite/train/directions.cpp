@@ -31,41 +31,27 @@ inline void philox(uint32_t& c0, uint32_t& c1, uint32_t& c2, uint32_t& c3, uint3
   }
 }
 
-// The 4 words of blocks first..first + kBatch - 1 of stream s under key, word-major (w[i][j]: word i
-// of block first + j), so that the rounds run on vectors of blocks.
-struct Words { uint32_t w[4][kBatch]; };
+// The 4 words of blocks first..first + kBatch - 1 of stream s under key, block-major (w[j][i]:
+// word i of block first + j, i.e. element 4 j + i of the group).
+struct Words { uint32_t w[kBatch][4]; };
 
 inline void blocks(Words& out, int64_t first, int64_t stream, uint64_t key) {
-  uint32_t k0[10], k1[10];  // the key schedule
-  k0[0] = uint32_t(key);
-  k1[0] = uint32_t(key >> 32);
-  for (int r = 1; r < 10; ++r) {
-    k0[r] = k0[r - 1] + kW0;
-    k1[r] = k1[r - 1] + kW1;
-  }
+  const uint32_t k0 = uint32_t(key), k1 = uint32_t(key >> 32);
   const uint32_t s0 = uint32_t(stream), s1 = uint32_t(uint64_t(stream) >> 32);
 #pragma omp simd
-  for (int64_t j = 0; j < kBatch; ++j) {  // one block per lane, all ten rounds in registers
+  for (int64_t j = 0; j < kBatch; ++j) {  // one block per lane
     const uint64_t b = uint64_t(first + j);
     uint32_t c0 = uint32_t(b), c1 = uint32_t(b >> 32), c2 = s0, c3 = s1;
-#pragma GCC unroll 10
-    for (int r = 0; r < 10; ++r) {
-      const uint64_t p0 = uint64_t(kM0) * c0, p1 = uint64_t(kM1) * c2;
-      const uint32_t n0 = uint32_t(p1 >> 32) ^ c1 ^ k0[r], n2 = uint32_t(p0 >> 32) ^ c3 ^ k1[r];
-      c1 = uint32_t(p1);
-      c3 = uint32_t(p0);
-      c0 = n0;
-      c2 = n2;
-    }
-    out.w[0][j] = c0;
-    out.w[1][j] = c1;
-    out.w[2][j] = c2;
-    out.w[3][j] = c3;
+    philox(c0, c1, c2, c3, k0, k1);
+    out.w[j][0] = c0;
+    out.w[j][1] = c1;
+    out.w[j][2] = c2;
+    out.w[j][3] = c3;
   }
 }
 
-// Element 4 j + i of the group: word i of block j.
-inline uint32_t word(const Words& words, int64_t e) { return words.w[e & 3][e >> 2]; }
+// Element e of the group: word e % 4 of block e / 4.
+inline uint32_t word(const Words& words, int64_t e) { return words.w[e >> 2][e & 3]; }
 
 // Box-Muller on 24-bit uniforms, z = sqrt(-2 ln u1) (cos 2 pi u2, sin 2 pi u2), u1 in (0, 1],
 // u2 in [0, 1), with polynomial ln, sin and cos (Cephes' logf, sinf, cosf coefficients; relative
@@ -117,10 +103,10 @@ __attribute__((always_inline)) inline void gaussian_range(scalar_t* out, int64_t
   for (int64_t g = g0; g < g1; ++g) {
     blocks(words, g * kBatch, stream, key);
 #pragma omp simd
-    for (int64_t i = 0; i < kBatch * 2; ++i) {  // pair i: words 2 (i & 1) and 2 (i & 1) + 1 of block i / 2
-      const int64_t j = i >> 1, h = (i & 1) * 2;
-      const float u1 = float((words.w[h][j] >> 8) + 1u) * 0x1p-24f;
-      const float u2 = float(words.w[h + 1][j] >> 8) * 0x1p-24f;
+    for (int64_t i = 0; i < kBatch * 2; ++i) {
+      const uint32_t* flat = &words.w[0][0];  // pair i: elements 2i and 2i + 1
+      const float u1 = float((flat[2 * i] >> 8) + 1u) * 0x1p-24f;
+      const float u2 = float(flat[2 * i + 1] >> 8) * 0x1p-24f;
       const float r = scale * std::sqrt(-2.0f * ln_unit(u1));
       float s, c;
       sincos_turn(u2, s, c);

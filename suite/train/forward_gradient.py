@@ -111,8 +111,7 @@ class ForwardGradient:
         self.generator = torch.Generator(device="cpu")
         self.generator.manual_seed(int(torch.randint(0, 2**62, ()).item()))  # from the run's seed
         self.key = None  # this step's direction key
-        if self.batched:
-            _load_jvp_decompositions()  # layers without a rule go through torch.func under vmap
+        _load_jvp_decompositions()  # the loss (and layers without a rule) use forward-mode AD formulas
 
     # --- the pieces --------------------------------------------------------------------------
 
