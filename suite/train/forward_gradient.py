@@ -112,6 +112,7 @@ class ForwardGradient:
         self.generator.manual_seed(int(torch.randint(0, 2**62, ()).item()))  # from the run's seed
         self.key = None  # this step's direction key
         _load_jvp_decompositions()  # the loss (and layers without a rule) use forward-mode AD formulas
+        directions.kernels()  # built or loaded now (once per machine), not in a timed epoch
 
     # --- the pieces --------------------------------------------------------------------------
 

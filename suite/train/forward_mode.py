@@ -89,6 +89,15 @@ def _output_shape(f, x: torch.Tensor, *args) -> torch.Size:
     return f(*meta).shape[1:]
 
 
+def _conv_shape(m: nn.Conv2d, x: torch.Tensor) -> torch.Size:
+    """A convolution's output shape per sample (the formula of nn.Conv2d's documentation)."""
+    if isinstance(m.padding, str) or m.padding_mode != "zeros" or x.dim() != 4:
+        return _output_shape(m._conv_forward, x, m.weight, m.bias)
+    size = [(n + 2 * p - d * (k - 1) - 1) // s + 1 for n, p, d, k, s in
+            zip(x.shape[2:], m.padding, m.dilation, m.kernel_size, m.stride, strict=True)]
+    return torch.Size((m.out_channels, *size))
+
+
 def _plain(m: nn.Module) -> bool:
     """A layer with no quantizer, no k-bit latent weights and no hooks: its own rule applies."""
     quantized = any(getattr(m, q, None) is not None for q in ("weight_quantizer", "input_quantizer",
@@ -99,7 +108,7 @@ def _plain(m: nn.Module) -> bool:
 
 # --- rules: (module, x, x_t, owned, pass) -> (y, y_t, owned) or None (use dual tensors) ----------
 
-def _product(m, x, xt, owned, p: Pass, f, accumulate):
+def _product(m, x, xt, owned, p: Pass, f, accumulate, shape):
     """A convolution or linear layer f(input, weight, bias): y = f(x; W, b), y_t = f(x_t; W) +
     f(x; W_t, b_t), chunk by chunk of samples; written over (x, x_t) when shaped alike and owned."""
     if not _plain(m):
@@ -108,7 +117,6 @@ def _product(m, x, xt, owned, p: Pass, f, accumulate):
     wt = p.tangent(w)
     bt = p.tangent(b) if b is not None else None
     n, k = x.shape[0], p.k
-    shape = _output_shape(f, x, w, b)
     tangent = wt is not None or xt is not None
     parts = _chunks(n, n * math.prod(shape) * x.element_size() * (1 + (k or 1)))
     in_place = owned and xt is not None and shape == x.shape[1:]
@@ -155,7 +163,7 @@ def conv2d(m, x, xt, owned, p):
     def accumulate(out, xts, w):
         return out.add_(f(xts, w, None))
 
-    return _product(m, x, xt, owned, p, f, accumulate)
+    return _product(m, x, xt, owned, p, f, accumulate, _conv_shape(m, x))
 
 
 def linear(m, x, xt, owned, p):
@@ -164,7 +172,7 @@ def linear(m, x, xt, owned, p):
             return out.addmm_(xts, w.t())  # no temporary
         return out.add_(F.linear(xts, w))
 
-    return _product(m, x, xt, owned, p, F.linear, accumulate)
+    return _product(m, x, xt, owned, p, F.linear, accumulate, torch.Size((*x.shape[1:-1], m.out_features)))
 
 
 def batchnorm(m, x, xt, owned, p):
@@ -293,12 +301,15 @@ RULES: dict[type, Callable] = {
 }
 
 
+_RULE_OF_TYPE: dict[type, Callable | None] = {}
+
+
 def rule_for(m: nn.Module) -> Callable | None:
     """The rule of the nearest registered class (QuantConv2d is a Conv2d); None: dual tensors."""
-    for cls in type(m).__mro__:
-        if cls in RULES:
-            return RULES[cls]
-    return None
+    cls = type(m)
+    if cls not in _RULE_OF_TYPE:
+        _RULE_OF_TYPE[cls] = next((RULES[c] for c in cls.__mro__ if c in RULES), None)
+    return _RULE_OF_TYPE[cls]
 
 
 # --- any other layer: forward-mode AD's dual tensors ---------------------------------------
