@@ -111,7 +111,8 @@ def measure(p: Params, method: str, seed: int) -> dict:
                       method="forward_gradient" if method.startswith("fg") else "backprop",
                       num_directions=k, batched_directions=method == "fg10_batched")
     optimizer = make_optimizer(train, model)
-    lean = LeanLatentAdam(model, optimizer) if method == "bnn_lean" else None
+    if method == "bnn_lean":
+        LeanLatentAdam(model, optimizer)
     from suite.nn import latent_clip_targets
 
     trainer = TRAIN[train.method](model, optimizer, LOSSES[loss_name], train, latent_clip_targets(model))
@@ -129,7 +130,7 @@ def measure(p: Params, method: str, seed: int) -> dict:
     meter.reset()
     trainer.epoch(x, y, batches[1:])
     figures = meter.read()
-    state = storage_bytes(optimizer_tensors(optimizer)) + (lean.state_bytes() if lean else 0)
+    state = storage_bytes(optimizer_tensors(optimizer))  # bnn-lean's 8-bit moments live there too
     return {"method": method, "parameter_bytes": storage_bytes([*model.parameters(), *model.buffers()]),
             "optimizer_state_bytes": state, "saved_activation_bytes": saved,
             "peak_tensor_mb": figures["peak_tensor_mb"] - base / MIB, "step_tensor_mb": figures["step_tensor_mb"]}

@@ -113,9 +113,12 @@ class LeanLatentAdam:
                 raise ValueError("the in-backward 8-bit Adam updates 8-bit latent codes (latent_bits = 8)")
             n = storage.count
             blocks = -(-n // BLOCK)
-            self.state[storage] = {
-                "step": 0, "m": torch.zeros(n, dtype=torch.int8), "v": torch.zeros(n, dtype=torch.uint8),
-                "m_scale": torch.zeros(blocks), "v_scale": torch.zeros(blocks)}
+            # kept in the torch optimizer's own state: its state_dict (checkpoints) and the storage
+            # accounting (`suite.storage.optimizer_tensors`) see it
+            state = optimizer.state[storage.codes]
+            state.update({"step": 0, "m": torch.zeros(n, dtype=torch.int8), "v": torch.zeros(n, dtype=torch.uint8),
+                          "m_scale": torch.zeros(blocks), "v_scale": torch.zeros(blocks)})
+            self.state[storage] = state
             storage.in_backward = self._attach
             deterministic = isinstance(layer.weight_quantizer, BinaryConnect) and not layer.weight_quantizer.stochastic
             if isinstance(layer, torch.nn.Linear) and deterministic and (ROWS * storage.shape[1]) % BLOCK == 0:
