@@ -13,9 +13,13 @@ or to the data folder), no hostnames. Schema version 1 fields:
                --data-dir, SUITE_DATA_DIR, cache, package), n_train, n_val, n_test, test_set}
     model     {parameters, weight_memory_bytes, float32_weight_bytes, weight_memory_saving}
     epochs    [{epoch, lr, train_loss, val_error, test_error, train_seconds, eval_seconds,
-                samples_per_second, peak_rss_mb, peak_cuda_mb}]
+                samples_per_second, peak_rss_mb, peak_cuda_mb, peak_tensor_mb, step_tensor_mb}]
     summary   {epochs_run, best_epoch, best_val_error, test_error_at_best_val, final_test_error,
-               median_epoch_seconds, median_samples_per_second, peak_rss_mb, peak_cuda_mb}
+               median_epoch_seconds, median_samples_per_second, peak_rss_mb, peak_cuda_mb,
+               peak_tensor_mb, step_tensor_mb}
+    tensor_memory_method   how peak_tensor_mb / step_tensor_mb were counted (suite/tensor_memory.py):
+              the bytes held by tensors at the training part's peak (data splits left out), and the
+              largest rise within one step; None where they could not be counted
     provenance {git_commit, versions, device, device_name, torch_threads, fused_cpu_kernels, malloc, ...}
     distributed {world_size (1 without torchrun), backend (gloo | nccl | None),
                  max_weight_difference (torchrun: largest |w_rank - w_rank0| at the end, 0.0 expected)};
@@ -105,7 +109,7 @@ def record_config(record: dict, defaults: dict | None = None) -> dict[str, Any]:
 
 # Summary figures a spec may ask its table to show (its `table_columns`): key -> (label, unit, divisor).
 SUMMARY_COLUMNS = {
-    "latent_weight_bytes": ("latent weights", "KiB", 1024),  # measured after training (suite/run/storage.py)
+    "latent_weight_bytes": ("latent weights", "KiB", 1024),  # measured after training (suite/nn/storage.py)
     "weight_storage_bytes": ("all weights + buffers", "KiB", 1024),
     "optimizer_state_bytes": ("optimizer state", "KiB", 1024),
     "bytes_sent_per_step": ("sent per step per rank", "bytes", 1),  # a gradient-compression hook's count
@@ -185,7 +189,8 @@ _FIELDS = {"schema": (int,), "run_id": (str,), "status": (str,), "spec": (dict,)
 _SPEC_FIELDS = {"name": (str,), "profile": (str,), "scaled_down": (bool,), "config_hash": (str,),
                 "resolved": (dict,)}
 _EPOCH_FIELDS = {"epoch": (int,), "train_loss": _NUMBER, "test_error": _NUMBER}
-_EPOCH_OPTIONAL = {"val_error": _OPTIONAL_NUMBER, "train_seconds": _NUMBER, "peak_rss_mb": _NUMBER}
+_EPOCH_OPTIONAL = {"val_error": _OPTIONAL_NUMBER, "train_seconds": _NUMBER, "peak_rss_mb": _NUMBER,
+                   "peak_tensor_mb": _OPTIONAL_NUMBER, "step_tensor_mb": _OPTIONAL_NUMBER}
 # A completed training run's summary, as tables read it.
 _SUMMARY_FIELDS = {"epochs_run": (int,), "test_error_at_best_val": _NUMBER, "median_epoch_seconds": _NUMBER,
                    "peak_rss_mb": _NUMBER}

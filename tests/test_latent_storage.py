@@ -1,5 +1,5 @@
 """k-bit latent weights (suite/nn/latent.py), their optimizer step (suite/train/latent_optim.py)
-and the storage measurement (suite/run/storage.py)."""
+and the storage measurement (suite/nn/storage.py)."""
 
 import io
 import math
@@ -13,9 +13,10 @@ import torch.nn.functional as F
 from suite.errors import UserError
 from suite.models.mlp import mlp
 from suite.nn import QuantConfig, weight_memory
-from suite.nn.latent import LatentStorage, latent_layers, pack_codes, unpack_codes
+from suite.nn.latent import LatentStorage, latent_layers
+from suite.nn.storage import run_storage, storage_bytes
 from suite.quant import sign_pm1
-from suite.run.storage import run_storage, storage_bytes
+from suite.quant.packing import pack_codes, unpack_codes
 from suite.spec import load_spec
 from suite.train.optim import make_optimizer
 

@@ -82,6 +82,7 @@ def execute(run: Run, data: Splits, device: torch.device, results_dir: Path, pro
         record = new_record(spec.resolved(), variant.name, run.seed, data.info, provenance(device), config,
                             run_id=distributed.broadcast_object(new_run_id()),  # rank 0's on every rank
                             model=trainer.model_summary(), memory_method=trainer.peak.cpu_method,
+                            tensor_memory_method=trainer.tensors.method,
                             distributed=distributed.describe())
         ckpt = checkpoint_path(results_dir, spec.name, spec.profile, variant.name, run.seed, record["run_id"])
         if main:

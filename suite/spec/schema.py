@@ -8,8 +8,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from suite.errors import UserError
+from suite.models import ModelSpec
 from suite.nn import QuantConfig
 from suite.paths import portable_path
+from suite.train.config import TrainSpec
 
 PROFILES = ("smoke", "quick", "paper")
 
@@ -26,32 +28,6 @@ class DataSpec:
     # Images resized to image_size x image_size (in memory, once; e.g. DoReFa-Net's 40 x 40 SVHN);
     # required for an image folder (imagenet), whose images are decoded once at that size (suite/data/imagefolder.py)
     image_size: int | None = None
-
-
-@dataclass(frozen=True)
-class TrainSpec:
-    epochs: int
-    batch_size: int
-    lr_start: float
-    lr_end: float | None = None  # None: constant learning rate
-    lr_schedule: str = "exponential"  # exponential (per epoch, lr_start -> lr_end) | constant
-    method: str = "backprop"
-    loss: str = "squared_hinge"
-    optimizer: str = "adam"
-    momentum: float = 0.0
-    weight_decay: float = 0.0
-    seeds: list[int] = field(default_factory=lambda: [0])
-    eval_batch_size: int = 1000
-    max_loss: float | None = None  # a mean epoch loss above this (or not finite) ends the run as diverged
-    sync_batchnorm: bool = False  # under torchrun: BatchNorm over the global batch (GPUs); else no effect
-    # method = "forward_gradient" only (suite/train/forward_gradient.py):
-    num_directions: int = 1  # random directions per step
-    direction_distribution: str = "gaussian"  # gaussian | rademacher
-    orthogonal_directions: bool = False  # orthonormal within a step and orthogonal to the previous step's
-    batched_directions: bool = False  # all directions in one vmap'ed jvp (faster, num_directions x memory)
-    # Data-parallel (torchrun): what the ranks exchange, a DDP communication hook
-    # (suite/train/gradient_compression/): "none" (DDP's all-reduce), "allreduce", "terngrad(...)", ...
-    gradient_compression: str = "none"
 
 
 # Training keys a variant may override; None (the default) keeps the spec's train.* value.
@@ -94,12 +70,6 @@ class VariantSpec:
                            gradient_quantizer=self.gradient_quantizer, clip_weights=self.clip_weights,
                            lr_scale=self.lr_scale, weight_init_range=self.weight_init_range,
                            float_layers=tuple(self.float_layers), latent_bits=self.latent_bits)
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    name: str
-    params: dict[str, Any]
 
 
 @dataclass(frozen=True)
