@@ -249,3 +249,12 @@ def test_benchmark_ratios_against_their_reference(tmp_path):
     assert not row.ok and row.verdict.startswith("MISSING")
     with pytest.raises(UserError, match="needs its candidates' samples"):
         bench.check_benchmarks(empty, reference, update=True)
+
+    # a reference made on another CPU model: only a gross slowdown is judged, and the row says why
+    meta = json.loads(reference.read_text())
+    meta["provenance"]["device_name"] = "Another CPU"
+    reference.write_text(json.dumps(meta))
+    (row,) = bench.check_benchmarks(bench_json(1.1 * 1.3, seed=6), reference)
+    assert row.ok and "another CPU (Another CPU)" in row.bound
+    (row,) = bench.check_benchmarks(bench_json(1.1 * 2.0, seed=8), reference)
+    assert not row.ok and row.verdict.startswith("SLOWER") and f"{bench.FOREIGN_CPU_BOUND:g}x" in row.bound

@@ -26,6 +26,9 @@ from suite.check.compare import Row
 from suite.errors import UserError
 
 BOUND = 1.2  # ours / reference, for the median of a ratio's samples
+# A ratio of two workloads moves with the CPU's design (vector width, popcount, cache), not only its
+# speed: against a reference made on another CPU model only a gross slowdown is judged.
+FOREIGN_CPU_BOUND = 1.5
 RERUNS = 2  # a benchmark whose ratios cannot decide runs again, up to this many times
 
 
@@ -61,17 +64,18 @@ def _rerun(tests: set[str], project: Path) -> dict[str, dict]:
         return ratio_samples(out)
 
 
-def _row(key: str, ours: list[float], ref: list[float], value: float, final: bool) -> Row | None:
+def _row(key: str, ours: list[float], ref: list[float], value: float, final: bool, limit: float = BOUND,
+         why: str = "") -> Row | None:
     test, name = key.split(" :: ")
     test = test.split("::")[-1]
-    j = stats.judge(ours, ref, BOUND)
+    j = stats.judge(ours, ref, limit)
     shown_ref = f"{statistics.median(ref):.3f}"
     shown = f"{statistics.median(ours):.3f} (n={len(ours)})"
-    bound = f"≤ {BOUND:g}x ref (95% CI)"
+    bound = f"≤ {limit:g}x ref (95% CI){why}"
     if j.decision == "ok":
-        return Row("benchmarks", test, name, shown_ref, shown, bound, f"ok ({j.describe()})", True, j.high / BOUND)
+        return Row("benchmarks", test, name, shown_ref, shown, bound, f"ok ({j.describe()})", True, j.high / limit)
     if j.decision == "slower":
-        return Row("benchmarks", test, name, shown_ref, shown, bound, f"SLOWER ({j.describe()})", False, j.low / BOUND)
+        return Row("benchmarks", test, name, shown_ref, shown, bound, f"SLOWER ({j.describe()})", False, j.low / limit)
     if not final:
         return None
     return Row("benchmarks", test, name, shown_ref, shown, bound, f"not judged: too noisy to decide ({j.describe()})",
@@ -99,14 +103,18 @@ def check_benchmarks(bench_json: Path, reference: Path, update: bool = False, pr
         return [Row("benchmarks", "", "reference", "none", "", "", "no benchmark reference (run check --benchmarks "
                     "BENCH.json --update)", True)]
     try:
-        ref = json.loads(reference.read_text())["ratios"]
-        ref = {k: v["samples"] for k, v in ref.items()}
+        meta = json.loads(reference.read_text())
+        ref = {k: v["samples"] for k, v in meta["ratios"].items()}
+        ref_cpu = (meta.get("provenance") or {}).get("device_name")
     except (OSError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
         raise UserError(f"{reference}: not a benchmark reference ({type(e).__name__}); remake it with check "
                         "--benchmarks BENCH.json --update") from None
+    here = provenance_meta()["provenance"]["device_name"]
+    limit, why = (BOUND, "") if ref_cpu == here else \
+        (FOREIGN_CPU_BOUND, f"; reference made on another CPU ({ref_cpu})")
     for _ in range(RERUNS if project else 0):
         undecided = {k.split(" :: ")[0] for k in ref if k in ours
-                     and _row(k, ours[k]["samples"], ref[k], ours[k]["value"], final=False) is None}
+                     and _row(k, ours[k]["samples"], ref[k], ours[k]["value"], False, limit, why) is None}
         if not undecided:
             break
         for key, more in _rerun(undecided, project).items():
@@ -119,7 +127,7 @@ def check_benchmarks(bench_json: Path, reference: Path, update: bool = False, pr
             rows.append(Row("benchmarks", test.split("::")[-1], name, f"{statistics.median(samples):.3f}",
                             "not measured", "", "MISSING (benchmark not run or renamed; update the reference)", False))
             continue
-        rows.append(_row(key, ours[key]["samples"], samples, ours[key]["value"], final=True))
+        rows.append(_row(key, ours[key]["samples"], samples, ours[key]["value"], True, limit, why))
     rows += [Row("benchmarks", k.split(" :: ")[0].split("::")[-1], k.split(" :: ")[1], "none", f"{v['value']:.3f}", "",
                  "no reference for this ratio", True) for k, v in ours.items() if k not in ref]
     return rows
