@@ -94,7 +94,8 @@ def check_benchmarks(bench_json: Path, reference: Path, update: bool = False, pr
                             f"(at least {stats.MIN_SAMPLES}); nothing stored")
         meta = {"about": "speed ratios of the benchmarks (benchmarks/), remade on a quiet machine by: python -m "
                          "pytest benchmarks -m 'not extended' --benchmark-json=bench.json && python -m suite "
-                         "check --benchmarks bench.json --update", "bound": f"median ratio <= {BOUND} x the reference's (95% CI)",
+                         "check --benchmarks bench.json --update",
+                "bound": f"median ratio <= {BOUND} x the reference's (95% CI)",
                 **provenance_meta(), "ratios": ours}
         reference.parent.mkdir(parents=True, exist_ok=True)
         reference.write_text(json.dumps(meta, indent=1) + "\n")
