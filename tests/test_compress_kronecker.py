@@ -46,6 +46,8 @@ def test_weights_of_the_paper_configurations():
     assert s.weights == 128 * 24 * 9 + 2 * 9
     # per output pixel: 2 groups x 128 x 24 x 9 (step 1) + 128 x 2 x 9 (step 2)
     assert s.macs_per_output_pixel() == 2 * 128 * 24 * 9 + 128 * 2 * 9
+    # on conv2's 16 x 16 input: step 1 (9 x 1) at 8 x 16 positions, step 2 (1 x 9) at the 8 x 8 outputs
+    assert s.macs(16, 16) == 8 * 16 * 2 * 128 * 24 * 9 + 8 * 8 * 128 * 2 * 9
 
 
 def test_nearest_kronecker_recovers_a_sum_of_two_products():

@@ -92,6 +92,14 @@ class KronShape:
     def weights(self) -> int:
         return self.r * (math.prod(self.a_shape) + math.prod(self.b_shape))
 
+    def macs(self, height: int, width: int) -> int:
+        """Multiply-adds of the two steps on an unpadded height x width input, stride 1: step 1 runs
+        at (height - (h1 - 1) h2) x (width - (w1 - 1) w2) positions, step 2 at the output's."""
+        first = (height - (self.h1 - 1) * self.h2) * (width - (self.w1 - 1) * self.w2)
+        out = (height - self.h + 1) * (width - self.w + 1)
+        return first * self.c2 * self.r * self.o1 * self.c1 * self.h1 * self.w1 \
+            + out * self.o1 * self.r * self.o2 * self.c2 * self.h2 * self.w2
+
     def macs_per_output_pixel(self) -> int:
         """Multiply-adds per output position of the two steps (ignoring the first step's border)."""
         return self.c2 * self.r * self.o1 * self.c1 * self.h1 * self.w1 + self.o1 * self.r * self.o2 * self.c2 \

@@ -208,7 +208,8 @@ LAYOUT = [  # (column, our value from a layer row, the paper's metric in the bas
 ]
 
 
-def _count(n: int) -> str:
+def _count(n: float) -> str:
+    n = round(n)
     return f"{n / 1e6:.0f}M" if n >= 1e6 else f"{n / 1e3:.0f}K" if n >= 1e3 else str(n)
 
 
@@ -253,8 +254,9 @@ def render_variant(label: str, prefix: str | None, records: list[dict], baseline
         return fmt.format(mean) + (f" ± {fmt.format(statistics.stdev(vals))}" if n > 1 else "")
 
     s = records[0]["summary"]
-    paper_err = {"dense": _paper(baselines, prefix, "ref-test_error"), "final": _paper(baselines, prefix,
-                                                                                      "compressed-test_error")}
+    # the paper's error: test error (MNIST) or top-1 error (ImageNet)
+    paper_err = {stage: _paper(baselines, prefix, f"{key}-test_error") or _paper(baselines, prefix, f"{key}-top1_error")
+                 for stage, key in (("dense", "ref"), ("final", "compressed"))}
     paper_rate = {"pruned": _paper(baselines, prefix, "total-pruning_rate"),
                   "final": _paper(baselines, prefix, "compress_rate")}
     rows = []

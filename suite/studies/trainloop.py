@@ -50,13 +50,14 @@ def train(model: nn.Module, data: Splits, epochs: int, optimizer: torch.optim.Op
     """`epochs` passes of cross-entropy training; the LR follows lr_lambda(iteration) if given.
     Returns the mean loss of the last epoch and the seconds spent."""
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda) if lr_lambda else None
-    device = data.train_x.device
+    device = data.train_y.device
+    index_device = data.index_device(device)  # the host for images gathered there (ImageNet)
     last = float("nan")
     t0 = time.perf_counter()
     for _ in range(epochs):
         model.train()
         total = torch.zeros((), device=device)
-        batches = batch_indices(len(data.train_x), batch_size, generator, device)
+        batches = batch_indices(len(data.train_x), batch_size, generator, index_device)
         for idx in batches:
             loss = F.cross_entropy(model(data.train_x[idx]), data.train_y[idx])
             optimizer.zero_grad(set_to_none=True)
