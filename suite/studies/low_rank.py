@@ -22,6 +22,7 @@ import torch.nn as nn
 from suite.compress.lowrank import factorize, max_useful_rank, relative_error
 from suite.errors import UserError
 from suite.studies import trainloop
+from suite.studies.labels import variant_label
 from suite.timing import interleaved_samples, repeats_for
 
 
@@ -182,7 +183,7 @@ def render(records: list[dict], baselines: pd.DataFrame | None) -> str:
                    for b in batches}})
         shape = " → ".join(str(x["shape"][1]) for x in rows[0]["layers"]) + f" → {rows[0]['layers'][-1]['shape'][0]}"
         threads = r["tables"].get("threads")
-        out += [f"### {r['variant']} (seed {r['seed']}): MLP {shape}, {params['dataset']}", "",
+        out += [f"### {variant_label(r)} (seed {r['seed']}): MLP {shape}, {params['dataset']}", "",
                 f"Every Linear layer that rank-k factors make smaller is replaced by U_k S_k^1/2 and S_k^1/2 V_k^T; "
                 f"forward time of the whole network (no autograd), minimum over {params['rounds']} interleaved "
                 f"samples, {threads} torch thread{'s' if threads != 1 else ''}, and its ratio to the dense network's:",

@@ -28,6 +28,7 @@ import pandas as pd
 import torch
 
 from suite.errors import UserError
+from suite.studies.labels import variant_label
 from suite.timing import interleaved_samples, repeats_for
 
 FORMATS = ("dense", "csr", "bsr")
@@ -185,7 +186,7 @@ def render(records: list[dict], baselines: pd.DataFrame | None) -> str:
                     row[f"{f.upper()} / dense"] = f"{c['over_dense'][f]:.2f}"
                     row[f"{f.upper()} bytes / dense"] = f"{c['bytes'][f] / c['bytes']['dense']:.3f}"
                 rows.append(row)
-            out += [f"### {p['rows']} x {p['cols']} weight times a ({p['cols']} x {b}) input "
+            out += [f"### {variant_label(r)}: {p['rows']} x {p['cols']} weight times a ({p['cols']} x {b}) input "
                     f"({'matrix-vector' if b == 1 else 'matrix-matrix'}), seed {r['seed']}", "",
                     f"Minimum over {len(cells[0]['seconds']['dense'])} interleaved samples per format, {threads} torch "
                     f"thread{'s' if threads != 1 else ''}; BSR: {p['block']} x {p['block']} blocks of a block-pruned "

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from suite.compress.tensor_train import TTLinear
 from suite.errors import UserError
 from suite.forward_memory import measure_forward
+from suite.studies.labels import variant_label
 from suite.timing import interleaved_samples, repeats_for
 
 
@@ -164,7 +165,7 @@ def render(records: list[dict], baselines: pd.DataFrame | None) -> str:
                 "TT faster here?": "yes" if row["dense_over_tt"] > 1 else "no",
             })
         threads = r["tables"].get("threads")
-        out += [f"### {r['variant']} (seed {r['seed']}): {shape} layer, TT-ranks {r['params']['rank']}, modes "
+        out += [f"### {variant_label(r)} (seed {r['seed']}): {shape} layer, TT-ranks {r['params']['rank']}, modes "
                 f"{'x'.join(map(str, r['params']['in_modes']))} -> {'x'.join(map(str, r['params']['out_modes']))}",
                 "", f"Forward time on this CPU ({threads} torch thread{'s' if threads != 1 else ''}; "
                 f"{len(rows[0]['dense_seconds'])} interleaved samples per candidate; ratio of minimums):", "",
