@@ -47,7 +47,7 @@ class Params:
     weight_decay: float = 5e-4
     lr_gamma: float = 1e-4
     lr_power: float = 0.75
-    ranks: list[int] = field(default_factory=lambda: [4, 8, 16, 32, 64, 128, 256])
+    ranks: list[int] = field(default_factory=lambda: [8, 16, 32, 64, 128, 256])
     finetune_epochs: int = 2
     finetune_lr: float = 0.001
     time_batches: list[int] = field(default_factory=lambda: [1, 100])
