@@ -290,7 +290,7 @@ def render_variant(label: str, prefix: str | None, records: list[dict], baseline
             f"{s['model_pqh_bytes'] / 1024:.1f} KiB, {whole} (P+Q+H). Huffman code tables (one code length per "
             f"symbol, not in the rates above, nor in the paper's): {s['huffman_table_bytes']} bytes. "
             f"Filler entries: {sum(r['entries'] - r['nonzero'] for r in layer_rows):.0f}. Test error just after "
-            "each pruning step, before retraining: "
+            f"each pruning step, before retraining (seed {records[0]['seed']}): "
             + ", ".join(f"{e:.2f}%" for e in records[0]['tables']['prune_steps_test_error']) + ".", ""]
     return out
 
