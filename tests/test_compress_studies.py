@@ -70,6 +70,6 @@ def test_deep_compression_summary_rates():
     rows = [{"dense_bytes": 4000, "bias_bytes": 40, "nonzero": 100, "weights": 1000, "pq_bytes": 200,
              "pqh_bytes": 100, "huffman_table_bytes": 10}]
     stages = {s: {"test_error": 1.0} for s in dc.STAGES}
-    s = dc._summary(rows, stages, [])
+    s = dc._summary(rows, stages)
     assert (s["pruning_rate"], s["pq_rate"], s["pqh_rate"]) == (10.0, 20.0, 40.0)
     assert s["model_pqh_rate"] == pytest.approx(4040 / 140)

@@ -175,12 +175,12 @@ def run(spec, variant, seed: int, device: torch.device, progress: bool) -> dict:
                      "weight_entropy_bits": huffman.entropy_bits(wcodes),
                      "index_entropy_bits": huffman.entropy_bits(index),
                      "distinct_values_used": int(torch.unique(codes[codes != 0]).numel())})
-    summary = _summary(rows, stages, after_prune)
+    summary = _summary(rows, stages)
     return {"summary": {**summary, **seconds}, "tables": {"layers": rows, "stages": stages,
                                                           "prune_steps_test_error": after_prune}}
 
 
-def _summary(rows: list[dict], stages: dict, after_prune: list[float]) -> dict:
+def _summary(rows: list[dict], stages: dict) -> dict:
     dense = sum(r["dense_bytes"] for r in rows)
     bias = sum(r["bias_bytes"] for r in rows)
     kept = sum(r["nonzero"] for r in rows)
