@@ -6,7 +6,8 @@ import torch
 
 from suite.compress.tensor_train import TTLinear
 from suite.forward_memory import measure_forward
-from suite.spec import PROFILES, load_spec, reproductions_dir
+from suite.paths import reproductions_dir
+from suite.spec import PROFILES, load_spec
 from suite.studies import deep_compression as dc
 from suite.studies import low_rank as lr
 from suite.studies import sparse_crossover as sc
@@ -73,3 +74,14 @@ def test_deep_compression_summary_rates():
     s = dc._summary(rows, stages)
     assert (s["pruning_rate"], s["pq_rate"], s["pqh_rate"]) == (10.0, 20.0, 40.0)
     assert s["model_pqh_rate"] == pytest.approx(4040 / 140)
+
+
+def test_a_validation_error_is_context_never_compared_with_our_test_error():
+    """The KConv table gives validation errors on another dataset: shown as context, not compared."""
+    import pandas as pd
+
+    from suite.report.baselines import comparable
+
+    row = pd.Series({"metric": "validation_error", "value": "7.84", "plusminus": "", "unit": "%"}, name="kconv")
+    assert comparable(row) is None
+    assert comparable(row.replace({"validation_error": "test_error"}))[1] == 7.84

@@ -32,7 +32,6 @@ records note which path ran (`provenance.fused_cpu_kernels`).
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 import threading
 import time
@@ -40,6 +39,8 @@ import warnings
 from pathlib import Path
 
 import torch
+
+from suite import settings
 
 ENV = "SUITE_FUSED_KERNELS"  # "0" turns the kernels off
 _SOURCE = Path(__file__).with_name("binary_cpu.cpp")
@@ -55,7 +56,7 @@ _off = False  # set by `disabled()` (benchmarks compare both paths in one run)
 
 
 def _env_off() -> bool:
-    return os.environ.get(ENV, "").strip().lower() in ("0", "false", "no", "off")
+    return settings.fused_kernels_off()
 
 
 def prepare():

@@ -95,15 +95,14 @@ def check(p: Params, where: str) -> None:
 def _check_model(p: Params, where: str) -> None:
     """The model builds (on the meta device) and has one Linear/Conv2d per name in layer_names."""
     from suite.data import NUM_CLASSES, in_shape
-    from suite.models import MODELS, build_model
+    from suite.models import MODELS, ModelSpec, build_model
     from suite.nn import QuantConfig
-    from suite.spec import DataSpec, ModelSpec
 
     if p.model not in MODELS:
         raise UserError(f"{where}.model: unknown model {p.model!r}; known: {', '.join(MODELS)}")
     if p.dataset not in NUM_CLASSES:
         raise UserError(f"{where}.dataset: unknown dataset {p.dataset!r}; known: {', '.join(NUM_CLASSES)}")
-    shape = in_shape(DataSpec(p.dataset, p.train_size, p.val_size, image_size=p.image_size))
+    shape = in_shape(p)  # Params carries the data spec's dataset and image_size
     with torch.device("meta"):
         model = build_model(ModelSpec(p.model, dict(p.model_args)), num_classes=NUM_CLASSES[p.dataset],
                             in_shape=shape, quant=QuantConfig())
@@ -117,10 +116,7 @@ def _sgd(params, lr: float, p: Params, weight_decay: float) -> torch.optim.SGD:
     return torch.optim.SGD(params, lr=lr, momentum=p.momentum, weight_decay=weight_decay)
 
 
-def run(spec, variant, seed: int, device: torch.device, progress: bool) -> dict:
-    from suite.studies import params_for
-
-    p = params_for(spec, variant)
+def run(p: Params, seed: int, device: torch.device, progress: bool, desc: str) -> dict:
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     data = trainloop.study_data(p, device)
@@ -132,7 +128,7 @@ def run(spec, variant, seed: int, device: torch.device, progress: bool) -> dict:
 
     def log(msg: str) -> None:
         if progress:
-            print(f"{spec.name}/{variant.name}/s{seed}: {msg}", flush=True)
+            print(f"{desc}: {msg}", flush=True)
 
     # 1. dense training, then iterative pruning with retraining
     out = trainloop.train(model, data, p.dense_epochs, _sgd(model.parameters(), p.lr, p, p.weight_decay),

@@ -91,10 +91,7 @@ def weight_count(model: nn.Module) -> int:
     return sum(p.numel() for n, p in model.named_parameters() if n.endswith("weight"))
 
 
-def run(spec, variant, seed: int, device: torch.device, progress: bool) -> dict:
-    from suite.studies import params_for
-
-    p = params_for(spec, variant)
+def run(p: Params, seed: int, device: torch.device, progress: bool, desc: str) -> dict:
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     data = trainloop.study_data(p, device)
@@ -117,7 +114,7 @@ def run(spec, variant, seed: int, device: torch.device, progress: bool) -> dict:
                      "finetuned_test_error": after})
         nets[f"rank{k}"] = tuned
         if progress:
-            print(f"{spec.name}/{variant.name}/s{seed}: rank {k}: {before:.2f}% -> fine-tuned {after:.2f}%", flush=True)
+            print(f"{desc}: rank {k}: {before:.2f}% -> fine-tuned {after:.2f}%", flush=True)
     timing = _time(nets, data, p)
     for row in rows:
         for b in p.time_batches:
@@ -195,8 +192,8 @@ def _time_cell(samples: list[float], ratio: float) -> str:
     return f"{1e3 * min(samples):.3f}, {ratio:.2f}"
 
 
-def plot(records: list[dict], path) -> bool:
-    """Test error against weights, with and without fine-tuning (one line each per seed)."""
+def plot(records: list[dict]):
+    """Test error against weights, with and without fine-tuning (one line each per seed): a figure."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -217,6 +214,4 @@ def plot(records: list[dict], path) -> bool:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return True
+    return fig

@@ -85,10 +85,7 @@ def storage_bytes(t: torch.Tensor) -> int:
     return t.numel() * t.element_size()
 
 
-def run(spec, variant, seed: int, device: torch.device, progress: bool) -> dict:
-    from suite.studies import params_for
-
-    p = params_for(spec, variant)
+def run(p: Params, seed: int, device: torch.device, progress: bool, desc: str) -> dict:
     previous = torch.get_num_threads()
     if p.threads:
         torch.set_num_threads(p.threads)

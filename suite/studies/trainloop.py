@@ -14,23 +14,18 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from suite.data import Splits, batch_indices, load_splits
-from suite.models import build_model
+from suite.models import ModelSpec, build_model
 from suite.nn import QuantConfig
 from suite.train.backprop import error_percent
 
 
 def study_data(p, device: torch.device) -> Splits:
-    """The splits a study's Params name (dataset, source, sizes, preprocessing, image_size, test_set)."""
-    from suite.spec import DataSpec
-
-    spec = DataSpec(dataset=p.dataset, train_size=p.train_size, val_size=p.val_size, test_size=p.test_size,
-                    preprocessing=p.preprocessing, source=p.source, test_set=p.test_set, image_size=p.image_size)
-    return load_splits(spec).to(device)
+    """The splits a study's Params name: it carries a data spec's fields (dataset, source, sizes,
+    preprocessing, image_size, test_set), which is all load_splits reads (studies sit below suite.spec)."""
+    return load_splits(p).to(device)
 
 
 def study_model(p, data: Splits, device: torch.device) -> nn.Module:
-    from suite.spec import ModelSpec
-
     return build_model(ModelSpec(p.model, dict(p.model_args)), num_classes=data.num_classes, in_shape=data.in_shape,
                        quant=QuantConfig()).to(device)
 

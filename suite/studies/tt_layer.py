@@ -58,10 +58,7 @@ def check(p: Params, where: str) -> None:
         raise UserError(f"{where}.sample_seconds must be positive and threads >= 0")
 
 
-def run(spec, variant, seed: int, device: torch.device, progress: bool) -> dict:
-    from suite.studies import params_for
-
-    p = params_for(spec, variant)
+def run(p: Params, seed: int, device: torch.device, progress: bool, desc: str) -> dict:
     torch.manual_seed(seed)
     previous = torch.get_num_threads()
     if p.threads:

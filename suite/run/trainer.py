@@ -1,49 +1,33 @@
-"""The harness: a Spec -> planned runs (variant x seed) -> trained, measured, recorded.
-
-One run: seed everything, build the variant's model, train for the spec's epochs with the
-training part and the evaluation timed separately, measure each epoch's peak memory, pick the
-test error at the best validation epoch, and write one record.
+"""One run's training: the Trainer (model, optimizer, schedule, method; one epoch at a time,
+the training part timed and its peak memory measured apart from evaluation), the epoch loop with
+divergence detection, and the summary a record keeps (model selection as the papers' code does).
 """
 
 from __future__ import annotations
 
+import gc
 import math
 import random
 import statistics
-import traceback
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from suite import checkpoint, distributed
-from suite.checkpoint import RunLock, checkpoint_path, find_resumable, restore_rng_states, rng_states
+from suite import tensor_memory
 from suite.data import Splits, batch_indices
-from suite.measure import PeakMemory, Stopwatch, provenance
 from suite.models import build_model
-from suite.nn import QuantConfig, latent_clip_targets, weight_memory
-from suite.records import SCHEMA, new_run_id, now_utc, record_path, write_record
-from suite.spec import Spec, VariantSpec, config_hash
-from suite.storage import run_storage
+from suite.nn import latent_clip_targets, weight_memory
+from suite.nn.storage import run_storage
+from suite.run import distributed
+from suite.run.checkpoint import restore_rng_states, rng_states
+from suite.run.measure import PeakMemory, Stopwatch
+from suite.run.plan import Run
+from suite.tensor_memory import TensorMemory
 from suite.train import METHODS
 from suite.train.backprop import count_wrong
 from suite.train.losses import LOSSES
 from suite.train.optim import make_optimizer, make_scheduler
-
-
-@dataclass(frozen=True)
-class Run:
-    spec: Spec
-    variant: VariantSpec
-    seed: int
-
-
-def plan(spec: Spec, variants: list[str] | None = None, seeds: list[int] | None = None) -> list[Run]:
-    """Variant-major list of runs; `variants` and `seeds` narrow or replace the spec's own."""
-    chosen = [spec.variant(v) for v in variants] if variants else list(spec.variants)
-    return [Run(spec, v, s) for v in chosen for s in (seeds or spec.seeds)]
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -52,112 +36,6 @@ def seed_everything(seed: int) -> torch.Generator:
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
-
-
-def quant_config(variant: VariantSpec) -> QuantConfig:
-    return QuantConfig(weight_quantizer=variant.weight_quantizer, input_quantizer=variant.input_quantizer,
-                       gradient_quantizer=variant.gradient_quantizer, clip_weights=variant.clip_weights,
-                       lr_scale=variant.lr_scale, weight_init_range=variant.weight_init_range,
-                       float_layers=tuple(variant.float_layers), latent_bits=variant.latent_bits)
-
-
-def run_config_hash(spec: Spec, variant: VariantSpec, data_info: dict) -> str:
-    """Records with equal hashes ran the same configuration (seed aside) on the same data."""
-    resolved = spec.resolved()
-    resolved.pop("overrides")
-    resolved["train"].pop("seeds")
-    resolved["variants"] = [v for v in resolved["variants"] if v["name"] == variant.name]
-    resolved["data_used"] = {k: data_info.get(k) for k in ("source", "n_train", "n_val", "n_test")}
-    return config_hash(resolved)
-
-
-def has_checkpoint(results_dir: Path, run: Run, data_info: dict) -> bool:
-    """Whether an interrupted run of this configuration could be continued (nothing locked)."""
-    config = run_config_hash(run.spec, run.variant, data_info)
-    found = find_resumable(Path(results_dir), run.spec.name, run.spec.profile, run.variant.name, run.seed, config)
-    if found:
-        found[1].release()
-    return found is not None
-
-
-def execute(run: Run, data: Splits, device: torch.device, results_dir: Path, progress: bool = True,
-            resume: bool = True) -> Path:
-    """Train and measure one run; write its record (also when it fails) and return its path.
-
-    With `resume`, a checkpoint of the same spec, profile, variant, seed and configuration left
-    by an interrupted run is continued (same run id, same record file) instead of starting over.
-    Until the run ends its record says status "interrupted", with the epochs done so far.
-    A study spec's run (suite/studies/) runs the study instead (`data` unused: None).
-    """
-    spec, variant = run.spec, run.variant
-    results_dir = Path(results_dir)
-    if spec.study is not None:
-        from suite.studies import execute_study
-
-        return execute_study(run, device, results_dir, progress)
-    config = run_config_hash(spec, variant, data.info)
-    trainer = Trainer(run, data, device)
-    # Distributed: rank 0 alone finds (and locks), writes and checkpoints; every rank continues the
-    # checkpoint it found (the results folder must be shared by the nodes).
-    main = distributed.is_main()
-    found = find_resumable(results_dir, spec.name, spec.profile, variant.name, run.seed, config) \
-        if resume and main else None
-    lock = found[1] if found else None
-    resume_from = distributed.broadcast_object(found[0] if found else None)
-    if resume_from:
-        ckpt = resume_from
-        state = checkpoint.load(ckpt)
-        trainer.load_state_dict(state["trainer"])
-        distributed.share_cuda_rng(device)
-        record = state["record"]
-        record.setdefault("resumed_at_epochs", []).append(len(record["epochs"]))
-        record["distributed"] = distributed.describe()  # this launch's (a rerun may use other ranks)
-    else:
-        run_id = distributed.broadcast_object(new_run_id())
-        record = {
-            "schema": SCHEMA, "run_id": run_id, "status": "interrupted", "started": now_utc(), "finished": None,
-            "spec": {"name": spec.name, "path": spec.path, "profile": spec.profile,
-                     "scaled_down": spec.scaled_down, "config_hash": config, "resolved": spec.resolved()},
-            "variant": variant.name, "seed": run.seed, "data": data.info,
-            "model": trainer.model_summary(), "memory_method": trainer.peak.cpu_method,
-            "epochs": [], "summary": {}, "provenance": provenance(device), "distributed": distributed.describe(),
-        }
-        ckpt = checkpoint_path(results_dir, spec.name, spec.profile, variant.name, run.seed, run_id)
-        if main:
-            lock = RunLock(ckpt)
-            lock.acquire()  # a fresh run id: nobody else holds it
-    path = record_path(results_dir, spec.name, spec.profile, variant.name, run.seed, record["run_id"])
-
-    def save_progress() -> None:
-        if main:
-            checkpoint.save(ckpt, {"meta": {"config_hash": config, "run_id": record["run_id"]},
-                                   "trainer": trainer.state_dict(), "record": record})
-            write_record(path, record, overwrite=True)
-        distributed.barrier()  # no rank starts the next epoch before the checkpoint to resume from exists
-
-    try:
-        _train(trainer, run, record, progress and main, save_progress)
-        if distributed.active():  # DDP and deterministic clipping keep the ranks' weights equal: checked
-            record["distributed"]["max_weight_difference"] = distributed.max_weight_difference(trainer.model)
-    except Exception as e:  # recorded, then raised again: a failed run is a finding too
-        record["status"] = "failed"
-        record["error"] = f"{type(e).__name__}: {e}"
-        if distributed.active():
-            record["error"] += (f" (rank {distributed.rank()} of {distributed.world()}: another rank may have "
-                                "stopped; rerun the same command to continue from the last checkpoint)")
-        record["traceback"] = traceback.format_exc()
-        record["finished"] = now_utc()
-        if main:
-            write_record(path, record, overwrite=True)
-            lock.release()
-        raise
-    record["finished"] = now_utc()
-    if main:
-        write_record(path, record, overwrite=True)
-        ckpt.unlink(missing_ok=True)
-        lock.release()
-        lock.path.unlink(missing_ok=True)
-    return path
 
 
 class Trainer:
@@ -169,17 +47,24 @@ class Trainer:
         spec, self.train_spec = run.spec, run.spec.train_for(run.variant)
         self.data, self.device = data, device
         self.generator = seed_everything(run.seed)
+        tensor_memory.install()  # before the model exists: every tensor of the run is counted
+        gc.collect()  # what earlier runs in this process left is freed before this one is measured
         self.model = build_model(spec.model_for(run.variant), num_classes=data.num_classes, in_shape=data.in_shape,
-                                 quant=quant_config(run.variant)).to(device)
+                                 quant=run.variant.quant_config()).to(device)
         distributed.check_batch_size(self.train_spec.batch_size, spec.path)
         if self.train_spec.sync_batchnorm:
             self.model = distributed.sync_batchnorm(self.model, device, spec.path)
         self.optimizer = make_optimizer(self.train_spec, self.model)
+        # tensor memory: the data splits are held throughout and are not training state
+        self.tensors = TensorMemory(device, exclude=[data.train_x, data.train_y, data.val_x, data.val_y, data.test_x,
+                                                     data.test_y], model=self.model)
+        self.optimizer.register_step_post_hook(lambda *_: self.tensors.step())  # O(1), no device sync
         self.scheduler = make_scheduler(self.train_spec, self.optimizer)
         self.loss_fn = LOSSES[self.train_spec.loss]
         self.clip_targets = latent_clip_targets(self.model)
         # Under torchrun: backprop trains the model through DDP; self.model stays the plain module.
-        method, trained = distributed.for_ranks(METHODS[self.train_spec.method], self.model, device)
+        method, trained, self.exchange = distributed.for_ranks(METHODS[self.train_spec.method], self.model, device,
+                                                               self.train_spec.gradient_compression)
         self.method = method(trained, self.optimizer, self.loss_fn, self.train_spec, self.clip_targets)
         self.peak = PeakMemory(device)
 
@@ -196,9 +81,10 @@ class Trainer:
                                 self.data.index_device(self.device))  # the host for images gathered there
         batches = distributed.shard_batches(batches)  # this rank's slice of each global batch
         self.peak.reset()
+        self.tensors.reset()
         with Stopwatch(self.device) as clock:
             loss = self.method.epoch(self.data.train_x, self.data.train_y, batches)
-        return loss, clock.seconds, self.peak.read(), len(batches) * t.batch_size
+        return loss, clock.seconds, {**self.peak.read(), **self.tensors.read()}, len(batches) * t.batch_size
 
     def evaluate(self) -> tuple[float | None, float, float | None, float]:
         """Validation error, test error, test top-5 error (None unless the data set reports it), seconds."""
@@ -216,10 +102,12 @@ class Trainer:
         return val_error, 100.0 * counts[k] / max(len(d.test_x), 1), test_top5, clock.seconds
 
     def state_dict(self) -> dict:
-        """Everything the next epoch depends on: weights, optimizer, schedule, method, RNGs."""
+        """Everything the next epoch depends on: weights, optimizer, schedule, method, RNGs, and
+        each rank's gradient-exchange state (a collective under torchrun: every rank calls it)."""
+        exchange = distributed.gather_to_main(self.exchange.state_dict()) if self.exchange is not None else None
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
-                "method": self.method.state_dict(), "rng": rng_states(self.generator)}
+                "method": self.method.state_dict(), "rng": rng_states(self.generator), "exchange": exchange}
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
@@ -228,9 +116,10 @@ class Trainer:
             self.scheduler.load_state_dict(state["scheduler"])
         self.method.load_state_dict(state["method"])
         restore_rng_states(state["rng"], self.generator)
+        if self.exchange is not None and state.get("exchange"):
+            self.exchange.load_state_dict(state["exchange"][distributed.rank()])
 
     def epoch(self, number: int) -> dict:
-        distributed.exit_if_asked(number)
         lr = self.optimizer.param_groups[0]["lr"]
         loss, train_seconds, memory, samples = self.train_one_epoch()
         val_error, test_error, test_top5, eval_seconds = self.evaluate()
@@ -239,12 +128,15 @@ class Trainer:
         # Distributed: the loss averaged over the ranks; time and memory of the slowest / largest rank.
         loss = distributed.mean_over_ranks(loss)
         worst = distributed.max_over_ranks({"train_seconds": train_seconds, "eval_seconds": eval_seconds, **memory})
-        return {"epoch": number, "lr": lr, "train_loss": loss.item(), "val_error": val_error,
-                "test_error": test_error, "test_error_top5": test_top5, **worst,
-                "samples_per_second": samples / worst["train_seconds"]}
+        out = {"epoch": number, "lr": lr, "train_loss": loss.item(), "val_error": val_error,
+               "test_error": test_error, "test_error_top5": test_top5, **worst,
+               "samples_per_second": samples / worst["train_seconds"]}
+        if self.exchange is not None:  # bytes each rank sent per step (counted from the tensors sent)
+            out["bytes_sent_per_step"] = self.exchange.bytes_per_step
+        return out
 
 
-def _train(trainer: Trainer, run: Run, record: dict, progress: bool, save_progress) -> None:
+def train_epochs(trainer: Trainer, run: Run, record: dict, progress: bool, save_progress) -> None:
     """Epochs from the first one not in the record to the last; checkpoint after each but the last."""
     epochs = run.spec.train.epochs
     max_loss = run.spec.train.max_loss
@@ -270,6 +162,8 @@ def _train(trainer: Trainer, run: Run, record: dict, progress: bool, save_progre
         record["status"] = "completed"
     # + the bytes the weights and the optimizer state occupy after training (measured, not computed)
     record["summary"] = {**summarize(record["epochs"]), **run_storage(trainer.model, trainer.optimizer)}
+    if trainer.exchange is not None:
+        record["communication"] = trainer.exchange.summary()
 
 
 def summarize(epochs: list[dict]) -> dict:
@@ -280,6 +174,7 @@ def summarize(epochs: list[dict]) -> dict:
     with_val = [e for e in epochs if e["val_error"] is not None]
     best = min(with_val, key=lambda e: e["val_error"]) if with_val else epochs[-1]
     cuda = [e["peak_cuda_mb"] for e in epochs if e["peak_cuda_mb"] is not None]
+    tensor = {k: [e.get(k) for e in epochs] for k in ("peak_tensor_mb", "step_tensor_mb")}
     return {
         "epochs_run": len(epochs),
         "best_epoch": best["epoch"],
@@ -292,4 +187,7 @@ def summarize(epochs: list[dict]) -> dict:
         "median_samples_per_second": statistics.median(e["samples_per_second"] for e in epochs),
         "peak_rss_mb": max(e["peak_rss_mb"] for e in epochs),
         "peak_cuda_mb": max(cuda) if cuda else None,
+        # tensor memory: the largest over the epochs, or None where an epoch could not count it
+        **{k: (max(v) if v and None not in v else None) for k, v in tensor.items()},
+        **({"bytes_sent_per_step": epochs[-1]["bytes_sent_per_step"]} if "bytes_sent_per_step" in epochs[-1] else {}),
     }

@@ -126,8 +126,10 @@ def provenance(device: torch.device) -> dict:
     import torchvision
 
     import suite
-    from suite import allocator
+    from suite import tensor_memory
     from suite.quant import fused
+    from suite.run import allocator
+    from suite.train import directions
 
     return {
         "git_commit": _git_commit(),
@@ -141,6 +143,8 @@ def provenance(device: torch.device) -> dict:
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_model(),
         "torch_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
-        "fused_cpu_kernels": fused.status(),
-        "malloc": allocator.state(),  # suite/allocator.py  # the binary quantizers' CPU path (suite/quant/fused.py)
+        "fused_cpu_kernels": fused.status(),  # the binary quantizers' CPU path (suite/quant/fused.py)
+        "malloc": allocator.state(),  # suite/run/allocator.py
+        "tensor_memory": tensor_memory.status(),  # the counting CPU allocator (suite/tensor_memory.py)
+        "direction_kernels": directions.status(),  # forward-gradient directions (suite/train/directions.py)
     }

@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import os
 import sys
+
+from suite import settings
 
 ENV = "SUITE_MALLOC_TUNING"
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameter numbers (malloc.h)
@@ -39,7 +40,7 @@ def keep_freed_memory() -> str:
     global _state
     if _state != "default" or not sys.platform.startswith("linux"):
         return _state
-    if os.environ.get(ENV, "").strip().lower() in ("0", "false", "no", "off"):
+    if settings.malloc_tuning_off():
         _state = f"default ({ENV}=0)"
         return _state
     try:
@@ -49,7 +50,7 @@ def keep_freed_memory() -> str:
     except (OSError, AttributeError):  # not glibc (musl, ...): leave its allocator alone
         return _state
     if all(libc.mallopt(param, value) == 1 for param, value in SETTINGS.items()):
-        _state = f"glibc {version}: mmap threshold 32 MiB, no trim below 1 GiB (suite/allocator.py)"
+        _state = f"glibc {version}: mmap threshold 32 MiB, no trim below 1 GiB (suite/run/allocator.py)"
     return _state
 
 
