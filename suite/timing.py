@@ -4,8 +4,8 @@ A time in a table here is always a ratio measured within one process: every cand
 per round, the order rotates every round (so that none always follows the same neighbour), and
 each candidate's figure is the minimum over its samples (what the machine does when nothing
 interferes; another process holding the CPU only ever adds time). Every sample is kept, so a
-record shows the spread as well as the minimum. The same discipline as the project's benchmark
-helper, written here so that library code (studies) does not import from the tests.
+record shows the spread as well as the minimum. The same discipline as the benchmarks' timing
+module (benchmarks/timing.py), written here so that library code (studies) does not import from benchmarks/
 """
 
 from __future__ import annotations
