@@ -19,6 +19,7 @@ from suite.errors import UserError
 from suite.models.alexnet import alexnet
 from suite.models.bc_cnn import bc_cnn
 from suite.models.dorefa_svhn import dorefa_svhn
+from suite.models.maxout_cnn import maxout_cnn
 from suite.models.mlp import mlp
 from suite.models.nin import nin
 from suite.models.vgg import vgg
@@ -35,7 +36,7 @@ class ModelSpec:
 
 
 MODELS: dict[str, Callable[..., nn.Module]] = {"mlp": mlp, "vgg": vgg, "bc_cnn": bc_cnn, "nin": nin,
-                                               "alexnet": alexnet, "dorefa_svhn": dorefa_svhn}
+                                               "alexnet": alexnet, "dorefa_svhn": dorefa_svhn, "maxout_cnn": maxout_cnn}
 
 # Supplied by the harness from the dataset and the variant, never by the spec's [model] table.
 _HARNESS_ARGS = {"num_classes", "in_shape", "quant"}

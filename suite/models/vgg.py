@@ -17,7 +17,8 @@ CONFIGS = {
 
 
 def vgg(*, num_classes: int, in_shape: tuple[int, ...], quant: QuantConfig | None = None, depth: int = 16,
-        width: float = 1.0, batchnorm: bool = True, bn_momentum: float = 0.1, bn_eps: float = 1e-5) -> nn.Sequential:
+        width: float = 1.0, batchnorm: bool = True, bn_momentum: float = 0.1, bn_eps: float = 1e-5,
+        hidden: list[int] = (), dropout: float = 0.0) -> nn.Sequential:
     """[Conv3x3(pad 1) -> BatchNorm -> ReLU] blocks with max-pools (``CONFIGS``), then one Linear.
 
     With depth 16 and width 1 this is kuangliu/pytorch-cifar's VGG16 (about 14.7 M parameters):
@@ -25,6 +26,11 @@ def vgg(*, num_classes: int, in_shape: tuple[int, ...], quant: QuantConfig | Non
     1 x 1, and a single Linear(512 -> num_classes) classifier. `width` scales every convolution's
     channel count (at least 1 channel), for scaled-down runs. Every convolution and the Linear
     come from `quant`, so a variant decides which layers are quantized.
+
+    `hidden` adds fully-connected layers before the classifier, each followed by ReLU and dropout:
+    with hidden = [4096, 4096], dropout 0.5, batchnorm false and 224 x 224 inputs this is Simonyan
+    and Zisserman's ImageNet VGG-16 (fc6 25088 x 4096, fc7 4096 x 4096, fc8 4096 x classes, 138 M
+    weights). Their widths are not scaled by `width`.
     """
     name = f"vgg{depth}"
     if name not in CONFIGS:
@@ -50,5 +56,9 @@ def vgg(*, num_classes: int, in_shape: tuple[int, ...], quant: QuantConfig | Non
         layers.append(nn.ReLU(inplace=True))
         channels = out
     features = channels * (height // 2**pools) * (wide // 2**pools)
-    layers += [nn.Flatten(), quant.linear(features, num_classes, position="last")]
+    layers.append(nn.Flatten())
+    for h in hidden:
+        layers += [quant.linear(features, h), nn.ReLU(inplace=True)] + ([nn.Dropout(dropout)] if dropout else [])
+        features = h
+    layers.append(quant.linear(features, num_classes, position="last"))
     return nn.Sequential(*layers)

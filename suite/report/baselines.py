@@ -7,7 +7,7 @@ and ± summarise) and ``selection`` (how the paper picked the epoch it reports: 
 default, is the test error at the best validation epoch; ``best_test`` the best test figure over
 the epochs; ``last`` the last epoch's). A row whose metric is an error or an accuracy in % or as a
 fraction is compared with our figure picked the same way; any other row (a loss, a speed-up, a
-qualitative finding) is shown as context, never compared.
+validation error, a qualitative finding) is shown as context, never compared.
 """
 
 from __future__ import annotations
@@ -46,6 +46,8 @@ def load_baselines(name: str, folder: Path | None = None) -> pd.DataFrame:
 def _kind(metric: str) -> str | None:
     """'error' or 'accuracy' for the metrics a test error can be compared with; None otherwise."""
     words = metric.lower().replace("-", "_").split("_")
+    if "validation" in words:  # a validation figure is not a test error: context (e.g. the KConv table)
+        return None
     if "acc" in words or "accuracy" in words or any(w.endswith("acc") for w in words):
         return "accuracy"
     if "error" in words:

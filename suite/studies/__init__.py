@@ -39,6 +39,10 @@ STUDIES = {
     "quantization_error": "suite.studies.quantization_error",
     "gradient_fidelity": "suite.studies.gradient_fidelity",
     "memory": "suite.studies.memory",
+    "deep_compression": "suite.studies.deep_compression",
+    "tt_layer": "suite.studies.tt_layer",
+    "sparse_crossover": "suite.studies.sparse_crossover",
+    "low_rank": "suite.studies.low_rank",
 }
 
 
