@@ -1,4 +1,4 @@
-"""Interleaved timing for the benchmarks: every candidate's chunk times, round by round.
+"""Interleaved timing for the benchmarks (suite/timing.py), stored the way the gate reads it.
 
 The candidates run interleaved (A, B, C, A, B, C, ...) in short chunks, the order rotating every
 round so that none always follows the same neighbour (a fixed order biased one ratio by up to 5%
@@ -11,21 +11,8 @@ the committed reference; nothing here asserts a time.
 from __future__ import annotations
 
 import statistics
-import time
 
-
-def interleaved_samples(fns: dict, rounds: int) -> dict[str, list[float]]:
-    """Each function's time per call over `rounds` rounds, after one warm-up call each."""
-    for fn in fns.values():
-        fn()  # warm-up: first-call allocations
-    samples = {k: [] for k in fns}
-    names = list(fns)
-    for r in range(rounds):
-        for k in names[r % len(names):] + names[:r % len(names)]:
-            t0 = time.perf_counter()
-            fns[k]()
-            samples[k].append(time.perf_counter() - t0)
-    return samples
+from suite.timing import interleaved_samples  # noqa: F401 (the benchmarks' one interleaving)
 
 
 def record(benchmark, samples: dict[str, list[float]], ratios: list[tuple[str, str]], per_chunk: int = 1) -> dict:
