@@ -59,3 +59,18 @@ def test_adam_step_by_hand(name, expected):
     assert torch.allclose(model[0].weight, torch.full((1, 3, 2, 2), expected), atol=1e-6)
     # unscaled parameters: g' = -0.01 + 0.05 = 0.04 > 0 in both cases -> 0.5 - 0.1
     assert model[0].bias.item() == pytest.approx(0.4) and model[1].weight.item() == pytest.approx(0.4)
+
+
+def test_xnor_paper_step_schedule():
+    """x0.01 every 4 epochs from 0.1 (XNOR-Net Sec. 4.1): epochs 1-4 at 0.1, 5-8 at 1e-3, 9-12 at 1e-5."""
+    from suite.train.optim import make_scheduler
+
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    sched = make_scheduler(SimpleNamespace(lr_schedule="x0.01_every_4_epochs", lr_start=0.1, lr_end=None,
+                                           epochs=16), opt)
+    lrs = []
+    for _ in range(12):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs == pytest.approx([0.1] * 4 + [1e-3] * 4 + [1e-5] * 4)

@@ -80,7 +80,11 @@ OPTIMIZERS = {
     "adam": OptimizerChoice(_adam, adam=True),
     "adam_binop": OptimizerChoice(_adam, adam=True, gradient_scale=binop_gradient_scale),
 }
-SCHEDULES = ("exponential", "constant")  # train.lr_schedule (make_scheduler)
+# train.lr_schedule names (make_scheduler). "x0.01_every_4_epochs": the XNOR-Net paper's AlexNet
+# schedule (Sec. 4.1: "The learning rate starts at 0.1 and we apply a learning-rate-decay=0.01
+# every 4 epochs"), the LR multiplied by 0.01 after epochs 4, 8, 12, ...
+SCHEDULES = ("exponential", "constant", "x0.01_every_4_epochs")
+STEPS = {"x0.01_every_4_epochs": (4, 0.01)}  # step schedules: (epochs per step, factor)
 
 
 def make_optimizer(train, model: nn.Module) -> torch.optim.Optimizer:
@@ -105,8 +109,11 @@ def make_optimizer(train, model: nn.Module) -> torch.optim.Optimizer:
 
 def make_scheduler(train, optimizer):
     """Per-epoch exponential decay from lr_start to lr_end over the run's epochs (authors' code:
-    lr *= (lr_end / lr_start) ** (1 / epochs)); None for a constant LR."""
+    lr *= (lr_end / lr_start) ** (1 / epochs)); a step schedule of STEPS; None for a constant LR."""
     if train.lr_schedule == "constant":
         return None
+    if train.lr_schedule in STEPS:
+        every, factor = STEPS[train.lr_schedule]
+        return torch.optim.lr_scheduler.StepLR(optimizer, every, factor)
     gamma = (train.lr_end / train.lr_start) ** (1.0 / train.epochs)
     return torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma)
