@@ -213,6 +213,21 @@ def test_dorefa_svhn_models_scale_the_channels(paper_model, first, last):
     assert isinstance(convs[-1].input_quantizer, QuantizedThenDropped)  # dropout after conv5's f_a
 
 
+def test_dorefa_svhn_nonlinearity_of_the_current_script():
+    """clip(x, 0, 1) before k-bit activations, ReLU in the 32-bit row (tensorpack f5cf2e14); cabs
+    (the older script) in every row."""
+    from suite.models.dorefa_svhn import CAbs, Clip01
+
+    float_row = QuantConfig(weight_quantizer="dorefa_weight(bits=32)", input_quantizer="dorefa_activation(bits=32)",
+                            gradient_quantizer="dorefa_gradient(bits=32)", float_layers=("first", "last"))
+    for quant, kind in ((DOREFA, Clip01), (float_row, nn.ReLU)):
+        model = MODELS["dorefa_svhn"](num_classes=10, in_shape=(3, 40, 40), quant=quant, nonlinearity="clip_or_relu")
+        assert sum(isinstance(m, kind) for m in model) == 7 and not any(isinstance(m, CAbs) for m in model)
+    old = MODELS["dorefa_svhn"](num_classes=10, in_shape=(3, 40, 40), quant=float_row, nonlinearity="cabs")
+    assert sum(isinstance(m, CAbs) for m in old) == 7
+    assert Clip01()(torch.tensor([-0.5, 0.25, 1.5])).tolist() == [0.0, 0.25, 1.0]
+
+
 @pytest.mark.parametrize("name, kwargs, shape, message", [
     ("bc_cnn", {"width": 0}, (3, 32, 32), "width must be a positive number"),
     ("bc_cnn", {"activation": "sigmoid"}, (3, 32, 32), "activation must be one of relu, hardtanh, identity"),
@@ -225,6 +240,7 @@ def test_dorefa_svhn_models_scale_the_channels(paper_model, first, last):
     ("alexnet", {}, (3, 32, 32), "at least 63 x 63"),
     ("alexnet", {"structure": "vgg"}, (3, 64, 64), "structure must be one of"),
     ("dorefa_svhn", {"paper_model": "E"}, (3, 40, 40), "paper_model must be one of A, B, C, D"),
+    ("dorefa_svhn", {"nonlinearity": "relu"}, (3, 40, 40), "nonlinearity must be one of"),
     ("dorefa_svhn", {}, (3, 32, 32), "data.image_size = 40"),
 ])
 def test_builders_reject_bad_arguments(name, kwargs, shape, message):
