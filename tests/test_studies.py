@@ -190,8 +190,9 @@ def test_pretraining_stops_when_the_windowed_loss_stops_falling():
 
 def test_finding_is_not_yet_tested_unless_pretraining_stopped_falling():
     def record(plateau, down):
-        return {"variant": "v", "seed": 0, "summary": {"pretrained": True, "largest_nes": "NES-8",
-                                                        "nes_downhill": {"4": down}, "pretrain_plateau": {"4": plateau}},
+        summary = {"pretrained": True, "largest_nes": "NES-8", "nes_downhill": {"4": down},
+                   "pretrain_plateau": {"4": plateau}}
+        return {"variant": "v", "seed": 0, "summary": summary,
                 "tables": {"dims": [{"dim": 4, "downhill": {"NES-8": down, "STE": True}}]}}
 
     assert "not yet tested" in "".join(gf._finding([record(False, False)]))

@@ -10,7 +10,8 @@ the ``gradient`` flowing back into its output (identity forward, quantized backw
 name (parameters, defaults)         role      bits at inference          paper
 ==================================  ========  =========================  ==========================================
 identity                            any       32                         -
-binaryconnect(stochastic=false)     weight    1 (stochastic: 32)         BinaryConnect, Courbariaux et al. 2015
+binaryconnect(stochastic=false,    weight    1 (stochastic: 32)         BinaryConnect, Courbariaux et al. 2015
+              scale=1)
 bnn_sign                            weight,   1                          BNN, Hubara et al. 2016
                                     input
 xnor_weight(project=false)          weight    1 (+ alpha per channel)    XNOR-Net (BWN), Rastegari et al. 2016
@@ -26,7 +27,8 @@ stochastic_round(bits=4)            weight,   k (+ alpha, beta)          stochas
 Equations, forward ; backward (g the incoming gradient, 1_{.} an indicator):
 
 - binaryconnect: w_b = sign(w) (Eq. 1), or +1 with probability hard_sigmoid(w) = clip((w + 1)/2, 0, 1)
-  (Eq. 2) ; g (straight through; the latent weights are clipped by the layer)
+  (Eq. 2) ; g (straight through; the latent weights are clipped by the layer). scale="glorot": values
+  +-W0 per layer, W0 = sqrt(1.5 / (fan_in + fan_out)), probability hard_sigmoid(w / W0) (paper-era script)
 - bnn_sign: q = sign(r) ; g_r = g_q 1_{|r| <= 1}
 - xnor_weight: W~ = alpha sign(W), alpha = ||W||_l1 / n per output channel ;
   alpha 1_{|W| <= 1} g + sign(W) mean_n(sign(W) g) (the exact derivative under the sign STE);
