@@ -177,13 +177,17 @@ def test_same_seed_same_numbers():
 
 
 def test_pretraining_stops_when_the_windowed_loss_stops_falling():
-    """With a window, pre-training stops after the first window whose mean loss fell less than
-    pretrain_tol below the previous one's: with tol just under 1 that is the second window."""
+    """With a window, pre-training stops once pretrain_patience windows in a row fell less than
+    pretrain_tol below the best earlier window: with tol just under 1, the window after the first
+    `patience` ones."""
     base = dict(dims=[4], batch=32, pretrain_batch=64, nes_samples=[8], random_directions=2)
     prob = gf.Problem(4, gf.Params(**base, pretrain_steps=40, pretrain_window=5, pretrain_tol=0.999999), seed=0,
                       device=torch.device("cpu"))
     out = prob.pretrain(progress=False)
     assert out["steps"] == 10 and out["plateau"] is True and len(out["window_means"]) == 2
+    patient = gf.Problem(4, gf.Params(**base, pretrain_steps=40, pretrain_window=5, pretrain_tol=0.999999,
+                                      pretrain_patience=3), seed=0, device=torch.device("cpu")).pretrain(False)
+    assert patient["steps"] == 20 and patient["plateau"] is True
     fixed = gf.Problem(4, gf.Params(**base, pretrain_steps=12), seed=0, device=torch.device("cpu")).pretrain(False)
     assert fixed["steps"] == 12 and fixed["plateau"] is None and len(fixed["losses"]) == 10
 

@@ -57,10 +57,12 @@ class Params:
     activation: str = "sign"  # sign | stochastic (the seed's stochastic rounding)
     pretrain_steps: int = 0  # STE pre-training steps (0: the raw student); with pretrain_window, the most
     pretrain_batch: int = 16000
-    # > 0: pre-train until the loss stops decreasing: stop after a window of this many steps whose mean
-    # loss is less than pretrain_tol (relative) below the previous window's (at most pretrain_steps)
+    # > 0: pre-train until the loss stops decreasing: stop once pretrain_patience windows of this many
+    # steps in a row have a mean loss less than pretrain_tol (relative) below the best earlier window's
+    # (at most pretrain_steps)
     pretrain_window: int = 0
     pretrain_tol: float = 0.01
+    pretrain_patience: int = 1
     pretrain_lr: float = 0.01  # Adam
     cdg_epsilon: float = 0.05
     nes_sigma: float = 0.01
@@ -73,7 +75,7 @@ class Params:
 
 def check(p: Params, where: str) -> None:
     positive = {k: getattr(p, k) for k in ("width_factor", "depth", "batch", "pretrain_batch", "eval_draws", "chunk",
-                                           "random_directions",
+                                           "random_directions", "pretrain_patience",
                                            "pretrain_lr", "cdg_epsilon", "nes_sigma")}
     for key, value in positive.items():
         if not value > 0:
@@ -87,9 +89,10 @@ def check(p: Params, where: str) -> None:
                         f"{p.pretrain_window}")
     if not 0 < p.pretrain_tol < 1:
         raise UserError(f"{where}.pretrain_tol: must be in (0, 1), got {p.pretrain_tol}")
-    if p.pretrain_window and 0 < p.pretrain_steps < 2 * p.pretrain_window:
-        raise UserError(f"{where}.pretrain_steps: at least two windows ({2 * p.pretrain_window}) to see the loss "
-                        f"stop decreasing, got {p.pretrain_steps}")
+    windows = 1 + p.pretrain_patience
+    if p.pretrain_window and 0 < p.pretrain_steps < windows * p.pretrain_window:
+        raise UserError(f"{where}.pretrain_steps: at least {windows} windows ({windows * p.pretrain_window} steps) "
+                        f"to see the loss stop decreasing, got {p.pretrain_steps}")
     if p.activation not in ACTIVATIONS:
         raise UserError(f"{where}.activation: expected one of {', '.join(ACTIVATIONS)}, got {p.activation!r}")
 
@@ -193,9 +196,10 @@ class Problem:
 
     def pretrain(self, progress: bool) -> dict:
         """Adam on fresh Gaussian batches, gradients by STE, for pretrain_steps steps, or (with a
-        pretrain_window) until a window's mean loss falls less than pretrain_tol below the previous
-        window's. Returns the loss at ten evenly spaced steps (the last included), the steps run,
-        and whether the loss stopped decreasing (None without a window: not checked)."""
+        pretrain_window) until pretrain_patience windows in a row have a mean loss less than
+        pretrain_tol below the best earlier window's. Returns the loss at ten evenly spaced steps (the
+        last included), the steps run, and whether the loss stopped decreasing (None without a
+        window: not checked), with the windows' mean losses."""
         p = self.p
         if not p.pretrain_steps:
             return {"losses": [], "steps": 0, "plateau": None}
@@ -203,6 +207,7 @@ class Problem:
         opt = torch.optim.Adam([theta], lr=p.pretrain_lr)
         history = torch.empty(p.pretrain_steps, device=self.device)
         plateau, window_means, steps = (False if p.pretrain_window else None), [], p.pretrain_steps
+        best, stalled = math.inf, 0
         for step in tqdm(range(p.pretrain_steps), desc=f"pre-train dim {self.shapes[0][1]}", disable=not progress,
                          leave=False):
             x = torch.randn(p.pretrain_batch, self.shapes[0][1], generator=self.gen).to(self.device)
@@ -212,8 +217,13 @@ class Problem:
             opt.step()
             history[step] = loss.detach()  # no host sync per step; one per window
             if p.pretrain_window and (step + 1) % p.pretrain_window == 0:
-                window_means.append(float(history[step + 1 - p.pretrain_window: step + 1].mean()))
-                if len(window_means) > 1 and window_means[-2] - window_means[-1] < p.pretrain_tol * window_means[-2]:
+                mean = float(history[step + 1 - p.pretrain_window: step + 1].mean())
+                window_means.append(mean)
+                if best == math.inf or best - mean > p.pretrain_tol * best:  # still falling (the first always is)
+                    best, stalled = mean, 0
+                else:
+                    stalled += 1
+                if stalled >= p.pretrain_patience:
                     plateau, steps = True, step + 1
                     break
         self.theta = theta.detach()
@@ -380,8 +390,9 @@ def render(records: list[dict], baselines=None) -> str:
         window = p.get("pretrain_window", 0)
         setting = (f"{p['activation']} activations, "
                    + ((f"pre-trained by STE until the loss stopped falling (batches of {p['pretrain_batch']}; "
-                       f"stopped when a {window}-step window's mean loss fell less than "
-                       f"{100 * p['pretrain_tol']:g}% below the previous window's; at most {p['pretrain_steps']} steps)"
+                       f"stopped once {p.get('pretrain_patience', 1)} {window}-step window(s) in a row had a mean "
+                       f"loss less than {100 * p['pretrain_tol']:g}% below the best earlier window's; at most "
+                       f"{p['pretrain_steps']} steps)"
                        if window else f"pre-trained by STE ({p['pretrain_steps']} steps of {p['pretrain_batch']})")
                       if p["pretrain_steps"] else "not pre-trained")
                    + f"; CDG ε = {p['cdg_epsilon']:g}, NES σ = {p['nes_sigma']:g}, batch {p['batch']}")
