@@ -6,7 +6,7 @@ import math
 import torch
 import torch.nn as nn
 
-from suite.quant import fused
+from suite.quant import fused, packing
 from suite.quant.noise import random_int16
 from suite.quant.registry import register
 from suite.quant.ste import StraightThrough
@@ -119,9 +119,33 @@ class _SignSTE(torch.autograd.Function):
         return pass_where_pm1(tangent, x)
 
 
-def sign_ste(x: torch.Tensor) -> torch.Tensor:
-    """sign(x) (sign(0) = +1) with BNN's straight-through estimator, g_x = g * 1_{|x| <= 1}."""
-    return _SignSTE.apply(x)
+class _SignSTEMasked(_SignSTE):
+    """_SignSTE saving the mask 1_{|r| <= 1} (bool; 1 bit under `packing.saving_in_bits`) instead of
+    r (32 bits): the same gradient, bit for bit, for every finite r."""
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        mask = inputs[0].abs() <= 1
+        ctx.save_for_backward(mask)
+        ctx.save_for_forward(mask)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (mask,) = ctx.saved_tensors
+        return grad * mask
+
+    @staticmethod
+    def jvp(ctx, tangent):
+        (mask,) = ctx.saved_tensors
+        return tangent * mask
+
+
+def sign_ste(x: torch.Tensor, packed: bool = False) -> torch.Tensor:
+    """sign(x) (sign(0) = +1) with BNN's straight-through estimator, g_x = g * 1_{|x| <= 1}; with
+    `packed`, saving the mask instead of x and marking the output as 1-bit codes (`packing`)."""
+    if not packed:
+        return _SignSTE.apply(x)
+    return packing.mark(_SignSTEMasked.apply(x), 1, 2.0, -1.0)
 
 
 @register
@@ -166,14 +190,15 @@ class BinaryConnect(nn.Module):
     name = "binaryconnect"
     roles = frozenset({"weight"})
 
-    def __init__(self, stochastic: bool = False, scale: float | str = 1.0):
+    def __init__(self, stochastic: bool = False, scale: float | str = 1.0, packed: bool = False):
         super().__init__()
-        if not isinstance(stochastic, bool):
-            raise ValueError(f"stochastic must be true or false, got {stochastic!r}")
+        for name, value in (("stochastic", stochastic), ("packed", packed)):
+            if not isinstance(value, bool):
+                raise ValueError(f"{name} must be true or false, got {value!r}")
         if scale not in BINARY_SCALES and (isinstance(scale, bool) or not isinstance(scale, (int, float))
                                            or not scale > 0):
             raise ValueError(f"scale must be a positive number or one of {', '.join(BINARY_SCALES)}, got {scale!r}")
-        self.stochastic, self.scale = stochastic, scale
+        self.stochastic, self.scale, self.packed = stochastic, scale, packed
         self.unit = float(scale) if scale not in BINARY_SCALES else None  # h, once the layer is known
 
     def for_layer(self, fan_in: int, fan_out: int) -> float:
@@ -192,11 +217,16 @@ class BinaryConnect(nn.Module):
         h = None if self.unit == 1.0 else self.unit
         args = (w,) if h is None else (w, h)
         if not self.stochastic:
-            return _BinarizeDeterministic.apply(*args)
-        return _BinarizeStochastic.apply(*args) if self.training else w
+            return self._mark(_BinarizeDeterministic.apply(*args))
+        return self._mark(_BinarizeStochastic.apply(*args)) if self.training else w
+
+    def _mark(self, wb):
+        """+-h: 1-bit codes c where the layer saves in bits (`packed`), w_b = 2h c - h."""
+        return packing.mark(wb, 1, 2.0 * self.unit, -self.unit) if self.packed else wb
 
     def extra_repr(self) -> str:
-        return f"stochastic={self.stochastic}, scale={self.scale!r}, h={self.unit}"
+        return f"stochastic={self.stochastic}, scale={self.scale!r}, h={self.unit}" + (
+            ", packed=True" if self.packed else "")
 
 
 @register
@@ -218,5 +248,14 @@ class BNNSign(nn.Module):
     roles = frozenset({"weight", "input"})
     bits = 1
 
+    def __init__(self, packed: bool = False):
+        super().__init__()
+        if not isinstance(packed, bool):
+            raise ValueError(f"packed must be true or false, got {packed!r}")
+        self.packed = packed  # save the mask and the output in bits (`packing`), not r in float32
+
     def forward(self, x):
-        return _SignSTE.apply(x)
+        return sign_ste(x, self.packed)
+
+    def extra_repr(self) -> str:
+        return "packed=True" if self.packed else ""

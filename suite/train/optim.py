@@ -10,6 +10,7 @@ import torch.nn as nn
 
 from suite.errors import UserError
 from suite.train.latent_optim import LatentUpdate, latent_groups
+from suite.train.lean_optim import LeanLatentAdam
 
 
 def param_groups(model: nn.Module, lr: float) -> list[dict]:
@@ -72,12 +73,16 @@ class OptimizerChoice:
     gradient_scale: Callable[[torch.Tensor], float] | None = None
 
 
-# train.optimizer name -> OptimizerChoice. "adam_binop" is XNOR-Net-PyTorch's effective update:
-# with L2 inside Adam (g + wd W), scaling g by n (1 - 1/c_in) changes the step (Adam normalises the
-# sum, so the decay's relative weight on binarized layers drops by that factor): not invariant.
+# train.optimizer name -> OptimizerChoice. "lean_adam": Adam whose k-bit latent layers
+# (latent_bits = 8) keep 8-bit block-wise moments and are updated inside the backward pass, layer by
+# layer (suite/train/lean_optim.py); other parameters: torch's Adam. "adam_binop" is
+# XNOR-Net-PyTorch's effective update: with L2 inside Adam (g + wd W), scaling g by n (1 - 1/c_in)
+# changes the step (Adam normalises the sum, so the decay's relative weight on binarized layers
+# drops by that factor): not invariant.
 OPTIMIZERS = {
     "sgd": OptimizerChoice(_sgd, adam=False),
     "adam": OptimizerChoice(_adam, adam=True),
+    "lean_adam": OptimizerChoice(_adam, adam=True),
     "adam_binop": OptimizerChoice(_adam, adam=True, gradient_scale=binop_gradient_scale),
 }
 # train.lr_schedule names (make_scheduler). "x0.01_every_4_epochs": the XNOR-Net paper's AlexNet
@@ -104,6 +109,8 @@ def make_optimizer(train, model: nn.Module) -> torch.optim.Optimizer:
             raise UserError(f"train.optimizer {train.optimizer!r}: its gradient scale acts on float latent weights, "
                             "not on k-bit latent codes")
         optimizer.register_step_post_hook(LatentUpdate(model, adam=choice.adam))
+    if train.optimizer == "lean_adam":
+        LeanLatentAdam(model, optimizer)
     return optimizer
 
 
