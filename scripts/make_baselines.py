@@ -54,6 +54,15 @@ def dorefa_selection(r: dict) -> dict:
     return {"selection": "best_test" if r["metric"].startswith("test_acc_max_over") else ""}
 
 
+def xnor_selection(r: dict) -> dict:
+    """How each row picked its epoch: the reimplementation's README figures are its best test
+    accuracy over the epochs (jiecaoyu/XNOR-Net-PyTorch @ebccb50 CIFAR_10/main.py test(): best_acc;
+    ImageNet/networks/main.py: best_prec1); the paper's Table 1 'compares the final accuracies'."""
+    if "reimplementation" in r["paper"]:
+        return {"selection": "best_test"}
+    return {"selection": "last" if r["table"].startswith("Table 1") else ""}
+
+
 def copy(sources: list[Path], target: Path, make_id, keep=lambda r: True, extra=lambda r: {}) -> int:
     rows, seen = [], set()
     for src in sources:
@@ -81,7 +90,8 @@ def main() -> None:
     print("bnn.csv", copy([t / "bnn_table1_test_error.csv"], out / "bnn.csv", bnn_id))
     print("dorefa.csv", copy([t / "dorefa_table1_svhn.csv"], out / "dorefa.csv", dorefa_id, extra=dorefa_selection))
     print("xnor.csv", copy([t / "xnor_net_tables.csv", t / "xnor_net_reimplementations.csv"], out / "xnor.csv",
-                           xnor_id, keep=lambda r: r["model"].startswith(("AlexNet", "Network-in-Network"))))
+                           xnor_id, keep=lambda r: r["model"].startswith(("AlexNet", "Network-in-Network")),
+                           extra=xnor_selection))
 
 
 if __name__ == "__main__":

@@ -252,8 +252,14 @@ def test_variant_overrides_make_the_training_settings():
     assert not fg.orthogonal_directions and not fg.batched_directions
     assert spec.train_for(spec.variant("orth1")).orthogonal_directions is True
     assert spec.reference_variant == "backprop"
-    assert [v.name for v in spec.variants] == ["backprop", "fg1", "fg10", "fg20", "orth1"]  # run_variants
+    assert [v.name for v in spec.variants] == ["backprop", "fg1", "fg10", "fg20", "orth1", "backprop-sgd",
+                                               "fg1-sgd"]  # run_variants
     assert "fg50" in [v.name for v in load_spec(MNIST_SPEC, "paper").variants]
+    # the SGD rows: one LR for both methods, decayed; the Adam rows constant
+    sgd_bp, sgd_fg = spec.train_for(spec.variant("backprop-sgd")), spec.train_for(spec.variant("fg1-sgd"))
+    assert (sgd_bp.optimizer, sgd_bp.lr_start) == (sgd_fg.optimizer, sgd_fg.lr_start) == ("sgd", 2e-4)
+    assert sgd_fg.method == "forward_gradient" and sgd_bp.lr_end == sgd_fg.lr_end < 2e-4
+    assert (bp.optimizer, bp.lr_end) == ("adam", bp.lr_start) and fg.lr_end == fg.lr_start
 
 
 def test_trainer_uses_the_variants_method_and_lr():
@@ -278,7 +284,7 @@ def test_trainer_uses_the_variants_method_and_lr():
     ('variants.fg1.direction_distribution="uniform"',
      r"variants.fg1.direction_distribution: 'uniform' is not one of gaussian"),
     ('variants.fg1.method="forward_gradiant"', r"variants.fg1.method: 'forward_gradiant' is not one of.*did you mean"),
-    ("variants.fg1.lr_start=-1", r"variants.fg1.lr_start / train.lr_end: must be positive"),
+    ("variants.fg1.lr_start=-1", r"variants.fg1.lr_start / variants.fg1.lr_end: must be positive"),
     ("variants.fg1.orthogonal_directions=1", r"variants.fg1.orthogonal_directions: expected true or false"),
     ('reference_variant="backprob"', r"reference_variant: no variant 'backprob'.*did you mean 'backprop'"),
     ("train.num_directionz=2", r"unknown key 'train.num_directionz'.*did you mean 'num_directions'"),
@@ -289,8 +295,10 @@ def test_bad_forward_gradient_settings_name_the_key(override, message):
 
 
 def test_run_variants_must_name_variants(tmp_path):
-    text = MNIST_SPEC.read_text().replace('run_variants = ["backprop", "fg1", "fg10", "fg20", "orth1"]',
-                                          'run_variants = ["backprop", "fg2"]', 1)
+    old = ('run_variants = ["backprop", "fg1", "fg10", "fg20", "orth1", "backprop-sgd", "fg1-sgd", "fg10-sgd", '
+           '"orth1-sgd"]')
+    assert old in MNIST_SPEC.read_text()
+    text = MNIST_SPEC.read_text().replace(old, 'run_variants = ["backprop", "fg2"]', 1)
     path = tmp_path / "bad.toml"
     path.write_text(text)
     with pytest.raises(UserError, match=r"profiles.quick.run_variants: no variant 'fg2'.*did you mean 'fg20'"):

@@ -47,12 +47,26 @@ def test_decode_resizes_the_shorter_side_then_crops_the_centre(tmp_path):
     image = np.zeros((40, 80, 3), dtype=np.uint8)
     image[:, 20:60] = 255  # a white band: the middle half of a wide image
     Image.fromarray(image).save(tmp_path / "wide.png")
-    out = imf.decode(str(tmp_path / "wide.png"), 20)  # 40 x 80 -> 20 x 40 -> centre 20 x 20
+    out = imf.decode(str(tmp_path / "wide.png"), 20)  # 40 x 80 -> 23 x 46 -> centre 20 x 20 (columns 13..32)
     assert out.shape == (3, 20, 20) and out.dtype == torch.uint8
     assert (out[:, :, 1:-1] == 255).all()  # the crop is the band (its edges softened by the antialiasing)
     assert torch.equal(out[:, :, 0], out[:, :, -1]) and out[0, 0, 0] > 128  # centred: symmetric, no black
     Image.fromarray(np.full((30, 30), 77, dtype=np.uint8)).save(tmp_path / "gray.png")
     assert torch.equal(imf.decode(str(tmp_path / "gray.png"), 30), torch.full((3, 30, 30), 77, dtype=torch.uint8))
+    assert imf.resized_side(224) == 256 and imf.resized_side(20) == 23
+
+
+def test_decode_is_the_224_centre_crop_of_the_shorter_side_resized_to_256(tmp_path):
+    """allenai opts.lua (imageSize 256, cropSize 224): a 256 x 320 image keeps its size, and the
+    224 x 224 crop is its centre: rows 16..239, columns 48..271. Here that square is white and
+    the 16- and 48-pixel margins around it black, so the crop is all white."""
+    from PIL import Image
+
+    image = np.zeros((256, 320, 3), dtype=np.uint8)
+    image[16:240, 48:272] = 255
+    Image.fromarray(image).save(tmp_path / "frame.png")
+    out = imf.decode(str(tmp_path / "frame.png"), 224)
+    assert out.shape == (3, 224, 224) and (out == 255).all()
 
 
 def test_load_decodes_once_in_a_fixed_shuffle(folder, cache, monkeypatch):

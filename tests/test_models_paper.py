@@ -142,6 +142,57 @@ def test_alexnet_small_images_and_xnor():
     assert all(m.weight_quantizer is not None for m in layers[1:-1])
 
 
+def test_alexnet_allenai_xnor_block_structure_and_parameter_count():
+    """The paper's network (allenai models/alexnetxnor.lua): BN without affine -> sign -> conv
+    [-> pool], no ReLU after the binary layers, no dropout; the dense layers as 6x6 and 1x1
+    convolutions. Weights: conv1 3*96*121+96; 96*256*25+256, 256*384*9+384, 384*384*9+384,
+    384*256*9+256; 256*4096*36+4096, 4096*4096+4096; 4096*1000+1000 (no BatchNorm parameters)."""
+    with torch.device("meta"):
+        model = MODELS["alexnet"](num_classes=1000, in_shape=(3, 224, 224), quant=XNOR, structure="allenai_xnor",
+                                  dropout=0.0)
+    assert params(model) == (34_944 + 614_656 + 885_120 + 1_327_488 + 884_992 + 37_752_832 + 16_781_312
+                             + 4_097_000)
+    kinds = [type(m).__name__ for m in model]
+    assert kinds.count("ReLU") == 2  # after the first layer's BN and before the classifier only
+    assert "Dropout" not in kinds and "Linear" not in kinds
+    bns = [m for m in model if isinstance(m, nn.BatchNorm2d)]
+    assert len(bns) == 8 and not any(b.affine for b in bns)
+    assert [b.eps for b in bns] == [1e-5] + [1e-4] * 6 + [1e-3]
+    layers = quant_layers(model)
+    assert layers[0].weight_quantizer is None and layers[-1].weight_quantizer is None
+    assert all(m.weight_quantizer is not None and m.input_quantizer is not None for m in layers[1:-1])
+    # each binary layer directly follows its BatchNorm (BN -> binarize -> conv): nothing in between
+    for i, m in enumerate(model):
+        if m in layers[1:-1]:
+            assert isinstance(model[i - 1], nn.BatchNorm2d)
+
+
+def test_alexnet_allenai_bwn_structure_and_small_images():
+    """models/alexnet.lua (the BWN row): conv -> BN(affine) -> ReLU, SpatialDropout before the
+    dense convolutions."""
+    model = MODELS["alexnet"](num_classes=10, in_shape=(3, 64, 64), quant=XNOR, structure="allenai",
+                              width=0.125, hidden=32, dropout=0.1)
+    kinds = [type(m).__name__ for m in model]
+    assert kinds.count("ReLU") == 7 and kinds.count("Dropout2d") == 2
+    assert all(m.affine and m.eps == 1e-3 for m in model if isinstance(m, nn.BatchNorm2d))
+    out = model(torch.randn(3, 3, 64, 64))
+    assert out.shape == (3, 10)
+    xnor = MODELS["alexnet"](num_classes=10, in_shape=(3, 64, 64), quant=XNOR, structure="allenai_xnor",
+                             width=0.125, hidden=32, dropout=0.0)
+    assert xnor(torch.randn(3, 3, 64, 64)).shape == (3, 10)
+    with pytest.raises(ValueError, match="no dropout layer"):
+        MODELS["alexnet"](num_classes=10, in_shape=(3, 64, 64), structure="allenai_xnor")
+
+
+def test_nin_init_std_draws_conv_weights_and_zeroes_biases():
+    torch.manual_seed(0)
+    model = MODELS["nin"](num_classes=10, in_shape=(3, 32, 32), quant=XNOR, init_std=0.05)
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    weights = torch.cat([c.weight.flatten() for c in convs])
+    assert all(c.bias.abs().sum().item() == 0 for c in convs)
+    assert abs(weights.std().item() - 0.05) < 0.002 and abs(weights.mean().item()) < 0.002
+
+
 def test_dorefa_svhn_model_a_parameter_count():
     # conv0 3*48*25+48; conv1..6 without bias: 48*64*9, 64*64*9, 64*128*9, 128*128*9, 128*128*9,
     # 128*512*25; their BatchNorms 2*(64+64+128+128+128+512); fc 512*10+10
@@ -162,6 +213,21 @@ def test_dorefa_svhn_models_scale_the_channels(paper_model, first, last):
     assert isinstance(convs[-1].input_quantizer, QuantizedThenDropped)  # dropout after conv5's f_a
 
 
+def test_dorefa_svhn_nonlinearity_of_the_current_script():
+    """clip(x, 0, 1) before k-bit activations, ReLU in the 32-bit row (tensorpack f5cf2e14); cabs
+    (the older script) in every row."""
+    from suite.models.dorefa_svhn import CAbs, Clip01
+
+    float_row = QuantConfig(weight_quantizer="dorefa_weight(bits=32)", input_quantizer="dorefa_activation(bits=32)",
+                            gradient_quantizer="dorefa_gradient(bits=32)", float_layers=("first", "last"))
+    for quant, kind in ((DOREFA, Clip01), (float_row, nn.ReLU)):
+        model = MODELS["dorefa_svhn"](num_classes=10, in_shape=(3, 40, 40), quant=quant, nonlinearity="clip_or_relu")
+        assert sum(isinstance(m, kind) for m in model) == 7 and not any(isinstance(m, CAbs) for m in model)
+    old = MODELS["dorefa_svhn"](num_classes=10, in_shape=(3, 40, 40), quant=float_row, nonlinearity="cabs")
+    assert sum(isinstance(m, CAbs) for m in old) == 7
+    assert Clip01()(torch.tensor([-0.5, 0.25, 1.5])).tolist() == [0.0, 0.25, 1.0]
+
+
 @pytest.mark.parametrize("name, kwargs, shape, message", [
     ("bc_cnn", {"width": 0}, (3, 32, 32), "width must be a positive number"),
     ("bc_cnn", {"activation": "sigmoid"}, (3, 32, 32), "activation must be one of relu, hardtanh, identity"),
@@ -172,7 +238,9 @@ def test_dorefa_svhn_models_scale_the_channels(paper_model, first, last):
     ("nin", {"width": -1}, (3, 32, 32), "width must be a positive number"),
     ("nin", {"dropout": 1.5}, (3, 32, 32), r"dropout must be in \[0, 1\)"),
     ("alexnet", {}, (3, 32, 32), "at least 63 x 63"),
+    ("alexnet", {"structure": "vgg"}, (3, 64, 64), "structure must be one of"),
     ("dorefa_svhn", {"paper_model": "E"}, (3, 40, 40), "paper_model must be one of A, B, C, D"),
+    ("dorefa_svhn", {"nonlinearity": "relu"}, (3, 40, 40), "nonlinearity must be one of"),
     ("dorefa_svhn", {}, (3, 32, 32), "data.image_size = 40"),
 ])
 def test_builders_reject_bad_arguments(name, kwargs, shape, message):

@@ -222,3 +222,50 @@ def test_weight_gradient_under_torch_func_transforms():
         loss(wi, xs[i]).backward()
         assert torch.allclose(per_batch[i], wi.grad, atol=1e-5)
         assert torch.allclose(torch.func.grad(loss)(w, xs[i]), wi.grad, atol=1e-5)
+
+
+# project=true: mean-centre over input channels, clamp to [-1, 1], in place (both reference codes).
+# A 1 x 2 x 1 x 2 filter: channel 0 = [0.5, 2.0], channel 1 = [1.5, -1.0]; channel means per
+# position [1.0, 0.5] -> centred [[-0.5, 1.5], [0.5, -1.5]] -> clamped [[-0.5, 1.0], [0.5, -1.0]];
+# alpha = (0.5 + 1 + 0.5 + 1) / 4 = 0.75, signs [[-1, +1], [+1, -1]].
+W_CONV = torch.tensor([[[[0.5, 2.0]], [[1.5, -1.0]]]])
+W_PROJECTED = [[[[-0.5, 1.0]], [[0.5, -1.0]]]]
+W_CONV_TILDE = [[[[-0.75, 0.75]], [[0.75, -0.75]]]]
+
+
+def test_projection_mean_centres_over_input_channels_and_clamps_in_place():
+    w = W_CONV.clone()
+    out = XNORWeight(project=True)(w)
+    assert w.tolist() == W_PROJECTED and out.tolist() == W_CONV_TILDE
+    b, alpha = XNORWeight(project=True).factors(W_CONV.clone(), scale_output=False)
+    assert b.tolist() == W_CONV_TILDE and alpha is None
+
+
+def test_projection_is_off_by_default():
+    w = W_CONV.clone()
+    XNORWeight()(w)
+    assert torch.equal(w, W_CONV)
+
+
+def test_projected_layer_keeps_the_gradient_of_a_weight_that_drifted_past_one():
+    """Without the projection the weight 2.0 is outside |W| <= 1 and its own gradient term is
+    masked; projected, it sits at 1.0 and keeps it. The layer's parameter itself is projected."""
+    layer = QuantConv2d(2, 1, (1, 2), bias=False, weight_quantizer=XNORWeight(project=True))
+    with torch.no_grad():
+        layer.weight.copy_(W_CONV)
+    x = torch.ones(1, 2, 1, 2)
+    layer(x).sum().backward()
+    assert layer.weight.tolist() == W_PROJECTED
+    # dC/dW~ = x = 1 everywhere; dC/dW = alpha 1_{|W|<=1} + sign(W) mean(sign(W)) = 0.75 + 0 (mean of signs is 0)
+    assert layer.weight.grad.tolist() == [[[[0.75, 0.75]], [[0.75, 0.75]]]]
+    plain = QuantConv2d(2, 1, (1, 2), bias=False, weight_quantizer=XNORWeight())
+    with torch.no_grad():
+        plain.weight.copy_(W_CONV)
+    plain(x).sum().backward()
+    # alpha = (0.5 + 2 + 1.5 + 1) / 4 = 1.25; the 2.0 is masked: sign term only, mean(sign) = 0.5
+    assert plain.weight.grad[0, 0, 0, 1].item() == 0.5
+
+
+def test_projection_refuses_a_torch_func_wrapped_weight():
+    with pytest.raises(RuntimeError, match="project=false"):
+        torch.func.jvp(XNORWeight(project=True), (W_CONV.clone(),), (torch.ones_like(W_CONV),))

@@ -53,10 +53,10 @@ def _write(tmp_path: Path, text: str) -> Path:
 @pytest.mark.parametrize("edit,message", [
     (("train.epochs = 20", "train.epocs = 20"), r"unknown key 'train.epocs'.*did you mean 'epochs'"),
     (("batch_size = 200", 'batch_size = "big"'), r"train.batch_size: expected an integer, got str"),
-    (("lr_start = 0.01", "lr_start = -0.01"), r"train.lr_start / train.lr_end: must be positive"),
+    (("lr_start = 0.3", "lr_start = -0.3"), r"train.lr_start / train.lr_end: must be positive"),
     (("batch_size = 200", "batch_size = 99999"), r"train.batch_size: 99999 is larger than data.train_size"),
     (('optimizer = "sgd"', 'optimizer = "adamw"'), r"train.optimizer: 'adamw' is not one of sgd, adam"),
-    (('weight_quantizer = "binaryconnect"', 'weight_quantizer = "binaryconect"'),
+    (("weight_quantizer = 'binaryconnect(", "weight_quantizer = 'binaryconect("),
      r"variants.det.weight_quantizer: unknown quantizer 'binaryconect' \(did you mean 'binaryconnect'\?\)"),
     (("hidden = [1024, 1024, 1024]", "hiden = [1024]"),
      r"model.hiden: not an argument of model 'mlp' \(did you mean 'hidden'\?\)"),

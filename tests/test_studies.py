@@ -70,7 +70,8 @@ def test_smoke_profiles_run_through_the_cli_and_render(results):
     table = (results / "quantization-error.smoke.md").read_text()
     assert "cells within 0.01 of the slide" in table and "| x_b " in table
     table = (results / "gradient-fidelity.smoke.md").read_text()
-    assert "After pre-training, NES-200 pointed downhill in" in table and "cos(STE, CDG)" in table
+    assert "After pre-training" in table and "NES-200 pointed downhill in" in table and "cos(STE, CDG)" in table
+    assert "null: best ΔL of" in table and "steps; loss stopped falling" in table
     assert (results / "gradient-fidelity.smoke.png").exists()
     (results / "gradient-fidelity.smoke.md").unlink()
     assert main(["report", "gradient-fidelity", "--results-dir", str(results)]) == 0  # from the records alone
@@ -173,3 +174,32 @@ def test_same_seed_same_numbers():
                   eval_draws=2, random_directions=2)
     a, b = (gf.run_dim(4, p, seed=1, device=torch.device("cpu"), progress=False) for _ in range(2))
     assert (a["cos_to_cdg"], a["curves"]) == (b["cos_to_cdg"], b["curves"])
+
+
+def test_pretraining_stops_when_the_windowed_loss_stops_falling():
+    """With a window, pre-training stops once pretrain_patience windows in a row fell less than
+    pretrain_tol below the best earlier window: with tol just under 1, the window after the first
+    `patience` ones."""
+    base = dict(dims=[4], batch=32, pretrain_batch=64, nes_samples=[8], random_directions=2)
+    prob = gf.Problem(4, gf.Params(**base, pretrain_steps=40, pretrain_window=5, pretrain_tol=0.999999), seed=0,
+                      device=torch.device("cpu"))
+    out = prob.pretrain(progress=False)
+    assert out["steps"] == 10 and out["plateau"] is True and len(out["window_means"]) == 2
+    patient = gf.Problem(4, gf.Params(**base, pretrain_steps=40, pretrain_window=5, pretrain_tol=0.999999,
+                                      pretrain_patience=3), seed=0, device=torch.device("cpu")).pretrain(False)
+    assert patient["steps"] == 20 and patient["plateau"] is True
+    fixed = gf.Problem(4, gf.Params(**base, pretrain_steps=12), seed=0, device=torch.device("cpu")).pretrain(False)
+    assert fixed["steps"] == 12 and fixed["plateau"] is None and len(fixed["losses"]) == 10
+
+
+def test_finding_is_not_yet_tested_unless_pretraining_stopped_falling():
+    def record(plateau, down):
+        summary = {"pretrained": True, "largest_nes": "NES-8", "nes_downhill": {"4": down},
+                   "pretrain_plateau": {"4": plateau}}
+        return {"variant": "v", "seed": 0, "summary": summary,
+                "tables": {"dims": [{"dim": 4, "downhill": {"NES-8": down, "STE": True}}]}}
+
+    assert "not yet tested" in "".join(gf._finding([record(False, False)]))
+    assert "not yet tested" in "".join(gf._finding([record(None, False)]))
+    text = "".join(gf._finding([record(True, False)]))
+    assert "until the loss stopped falling" in text and "ours agrees" in text and "not yet tested" not in text

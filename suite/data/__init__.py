@@ -25,8 +25,9 @@ DATASETS: dict[str, DatasetInfo] = {"mnist": mnist.INFO, "cifar10": cifar10.INFO
 NUM_CLASSES = {name: d.num_classes for name, d in DATASETS.items()}
 SOURCES = {name: d.sources for name, d in DATASETS.items()}
 TEST_SETS = {name: d.test_sets for name, d in DATASETS.items()}
-# gcn_zca: BinaryConnect's CIFAR-10 preprocessing (suite/data/whitening.py), fitted on the training split
-PREPROCESSING = ("pm1", "unit", "standardize", "gcn_zca")
+# gcn_zca: BinaryConnect's CIFAR-10 preprocessing (suite/data/whitening.py), fitted on the training split;
+# center: pylearn2's MNIST(center=True), each file's per-pixel mean subtracted from [0, 1] pixels
+PREPROCESSING = ("pm1", "unit", "standardize", "gcn_zca", "center")
 _STATS_SAMPLE = 10000  # standardize on an image folder: statistics of its first (shuffled) training images
 # Sources smaller than the full set: the spec's sizes are scaled down to what they hold.
 _SMALL_SOURCES = ("embedded subset", "synthetic")
@@ -92,16 +93,29 @@ def preprocess(images: torch.Tensor, how: str, stats: tuple[torch.Tensor, torch.
     """uint8 N x H x W (or N x C x H x W) -> float32 N x C x H x W, once for the whole set.
 
     pm1: [-1, 1]; unit: [0, 1]; standardize: (x - mean) / std per channel, with `stats` = (mean,
-    std) of the training split (`channel_stats`)."""
+    std) of the training split (`channel_stats`); center: x - the per-pixel mean image `stats`
+    (`pixel_mean`)."""
     x = images.float().div_(255.0)
     if x.dim() == 3:
         x = x.unsqueeze(1)
-    if how == "pm1":  # [-1, 1], as BinaryConnect's code does (2x - 1)
+    if how == "pm1":  # [-1, 1], as BinaryNet's code does (2x - 1)
         x.mul_(2.0).sub_(1.0)
     elif how == "standardize":
         mean, std = stats
         x.sub_(mean.view(1, -1, 1, 1)).div_(std.view(1, -1, 1, 1))
+    elif how == "center":
+        x.sub_(stats.view(1, *x.shape[1:]))
     return x
+
+
+def pixel_mean(images: torch.Tensor) -> torch.Tensor:
+    """The mean image of uint8 images scaled to [0, 1] (float32, shaped like one image), summed in
+    float64 a chunk at a time: pylearn2's ``topo_view -= topo_view.mean(axis=0)`` over a whole file
+    (pylearn2/datasets/mnist.py, center=True), which BinaryConnect's MNIST scripts use."""
+    total = torch.zeros(images.shape[1:], dtype=torch.float64)
+    for chunk in images.split(8192):
+        total += chunk.sum(0, dtype=torch.float64)
+    return (total / (255.0 * max(len(images), 1))).float()
 
 
 def channel_stats(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -165,12 +179,17 @@ def load_splits(data_spec, data_dir=None, download: bool = True) -> Splits:
         stats = channel_stats(arrays["train_images"][: min(n_train, _STATS_SAMPLE) if folder else n_train])
         info = dict(info, standardization={"mean": [round(v, 5) for v in stats[0].tolist()],
                                            "std": [round(v, 5) for v in stats[1].tolist()]})
+    if data_spec.preprocessing == "center":
+        # each file centred on its own mean image, all its images counted (pylearn2 centres before slicing)
+        train_mean, test_mean = pixel_mean(arrays["train_images"]), pixel_mean(arrays["test_images"])
+        info = dict(info, centering=f"per-pixel mean of each file: {len(arrays['train_images'])} training images, "
+                                    f"{len(arrays['test_images'])} test images (pylearn2's center=True)")
     y = arrays["train_labels"][: n_train + n_val].long()
     test_y = arrays["test_labels"][:n_test].long()
     if folder:
-        if data_spec.preprocessing == "gcn_zca":
-            raise UserError("data.preprocessing: 'gcn_zca' needs the images in memory; an image folder takes "
-                            "pm1, unit or standardize (applied per batch)")
+        if data_spec.preprocessing in ("gcn_zca", "center"):
+            raise UserError(f"data.preprocessing: {data_spec.preprocessing!r} needs the images in memory; an image "
+                            "folder takes pm1, unit or standardize (applied per batch)")
         transform, images = BatchPreprocess(data_spec.preprocessing, stats), arrays["train_images"]
         splits = Splits(LazyImages(images[:n_train], transform), y[:n_train],
                         LazyImages(images[n_train:n_train + n_val], transform), y[n_train:],
@@ -181,6 +200,9 @@ def load_splits(data_spec, data_dir=None, download: bool = True) -> Splits:
         info = dict(info, whitening=dict(about, method="GCN (scale 55) + ZCA (filter_bias 0.1), pylearn2's"))
         x = gcn_zca(arrays["train_images"][: n_train + n_val], zca)
         test_x = gcn_zca(arrays["test_images"][:n_test], zca)
+    elif data_spec.preprocessing == "center":
+        x = preprocess(arrays["train_images"][: n_train + n_val], "center", train_mean)
+        test_x = preprocess(arrays["test_images"][:n_test], "center", test_mean)
     else:
         x = preprocess(arrays["train_images"][: n_train + n_val], data_spec.preprocessing, stats)
         test_x = preprocess(arrays["test_images"][:n_test], data_spec.preprocessing, stats)

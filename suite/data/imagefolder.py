@@ -9,7 +9,10 @@ or the cache (the data source policy, suite/data/source.py). The test set is ``v
 report ImageNet validation error); the spec's validation split comes from ``train/``.
 
 Decoding happens once: each image is read with PIL (as RGB), its shorter side resized
-to S = ``data.image_size`` (bilinear, antialiased) and centre-cropped to S x S, and written into a
+to round(S * 256 / 224) (bilinear, antialiased) and centre-cropped to S x S, S = ``data.image_size``:
+for S = 224 the standard ImageNet evaluation, shorter side 256 then the 224 centre crop (the
+XNOR-Net paper's "224 x 224 center crop"; github allenai/XNOR-Net @4006d59 opts.lua: imageSize
+256, cropSize 224), at other sizes the same 224/256 fraction of the image. It is written into a
 uint8 N x 3 x S x S file (a numpy memmap) under the user cache, keyed by the folder, its file list
 and S. Images are stored in a fixed shuffled order (seed 0), so "the first n" is a sample of all
 classes; decoding stops at the images a run needs, and a later run that needs more continues
@@ -44,6 +47,9 @@ from suite.paths import portable_path
 
 SUBFOLDERS = ("imagenet", "ImageNet", "ILSVRC2012")
 ORDER_SEED = 0  # the fixed shuffle of each split's images (part of the cache key)
+# The crop keeps this fraction of the resized image's shorter side: resize to 256, crop 224 (allenai
+# opts.lua imageSize / cropSize, torchvision's ImageNet evaluation). Part of the cache key.
+RESIZE_FOR_CROP = (256, 224)
 SYNTHETIC_VERSION = 1
 _CHUNK = 256  # images decoded between two progress saves
 
@@ -75,9 +81,14 @@ def list_images(root: Path) -> tuple[dict[str, list[tuple[str, int]]], list[str]
     return samples, classes
 
 
+def resized_side(size: int) -> int:
+    """The shorter side an image is resized to before its size x size centre crop (256 for 224)."""
+    return round(size * RESIZE_FOR_CROP[0] / RESIZE_FOR_CROP[1])
+
+
 def decode(path: str, size: int) -> torch.Tensor:
-    """One image file -> uint8 3 x size x size: RGB, shorter side resized to size (bilinear,
-    antialiased), centre crop. Read with PIL, as torchvision's ImageFolder does."""
+    """One image file -> uint8 3 x size x size: RGB, shorter side resized to `resized_side(size)`
+    (bilinear, antialiased), centre crop. Read with PIL, as torchvision's ImageFolder does."""
     from PIL import Image, UnidentifiedImageError
     from torchvision.transforms.v2 import functional as TF
 
@@ -86,7 +97,7 @@ def decode(path: str, size: int) -> torch.Tensor:
             image = torch.from_numpy(np.array(f.convert("RGB"))).permute(2, 0, 1)
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise UserError(f"{path}: cannot decode the image ({type(e).__name__}: {e})") from None
-    return TF.center_crop(TF.resize(image, size, antialias=True), size).contiguous()
+    return TF.center_crop(TF.resize(image, resized_side(size), antialias=True), size).contiguous()
 
 
 def cache_dir() -> Path:
@@ -95,7 +106,7 @@ def cache_dir() -> Path:
 
 def _cache_key(root: Path, split: str, files: list[str], size: int) -> str:
     h = hashlib.blake2b(digest_size=12)
-    h.update(repr((str(root.resolve()), split, size, ORDER_SEED, len(files))).encode())
+    h.update(repr((str(root.resolve()), split, size, ORDER_SEED, len(files), RESIZE_FOR_CROP)).encode())
     for f in files:
         h.update(f.encode())
         h.update(b"\0")
@@ -228,7 +239,7 @@ def _read_root(root: Path, image_size: int, n_train: int | None, n_test: int | N
         info[f"{split}_cache"] = portable_path(cache_file, cache_dir())
     info["test_images_total"] = info["val_images_in_folder"]
     info["test_set"] = (f"{root.name}/val ({info['val_images_in_folder']} images in a fixed shuffled order, "
-                        f"shorter side resized to {image_size}, centre crop)")
+                        f"shorter side resized to {resized_side(image_size)}, centre crop {image_size})")
     return arrays, info
 
 

@@ -47,15 +47,20 @@ class NIN(nn.Sequential):
 
 
 def nin(*, num_classes: int, in_shape: tuple[int, ...], quant: QuantConfig | None = None, width: float = 1.0,
-        dropout: float = 0.5, bn_eps: float = 1e-4, bn_momentum: float = 0.1, bn_weight_min: float = 0.01) -> NIN:
+        dropout: float = 0.5, bn_eps: float = 1e-4, bn_momentum: float = 0.1, bn_weight_min: float = 0.01,
+        init_std: float | None = None) -> NIN:
     """The NIN above; `width` scales every channel count but the output's (scaled-down runs),
-    `dropout` is the two dropout blocks' rate (applied after the binarization)."""
+    `dropout` is the two dropout blocks' rate (applied after the binarization). `init_std`: every
+    convolution's weights drawn from N(0, init_std^2) and its bias zeroed (the reimplementation's
+    main.py: ``m.weight.data.normal_(0, 0.05); m.bias.data.zero_()``); None keeps torch's default."""
     width = blocks.positive_width(width)
     if len(in_shape) != 3 or in_shape[1] < 4 or in_shape[2] < 4:
         raise ValueError(f"nin needs images (C x H x W) of at least 4 x 4, got input shape {tuple(in_shape)}")
     if not 0 < bn_momentum <= 1 or not bn_eps > 0 or not bn_weight_min >= 0:
         raise ValueError(f"bn_momentum must be in (0, 1], bn_eps positive and bn_weight_min >= 0, got "
                          f"{bn_momentum}, {bn_eps}, {bn_weight_min}")
+    if init_std is not None and not (isinstance(init_std, (int, float)) and init_std > 0):
+        raise ValueError(f"init_std must be a positive number or unset, got {init_std!r}")
     quant = quant or QuantConfig()
     channels = blocks.scaled(192, width)
     layers: list[nn.Module] = [quant.conv2d(in_shape[0], channels, 5, padding=2, position="first"),
@@ -75,4 +80,11 @@ def nin(*, num_classes: int, in_shape: tuple[int, ...], quant: QuantConfig | Non
     layers += [nn.BatchNorm2d(channels, eps=bn_eps, momentum=bn_momentum, affine=False),
                quant.conv2d(channels, num_classes, 1, position="last"), nn.ReLU(inplace=True),
                nn.AdaptiveAvgPool2d(1), nn.Flatten()]  # AvgPool(8) on CIFAR-10's 8 x 8 maps
-    return NIN(*layers, bn_weight_min=bn_weight_min)
+    model = NIN(*layers, bn_weight_min=bn_weight_min)
+    if init_std is not None:
+        with torch.no_grad():
+            for m in model.modules():
+                if isinstance(m, nn.Conv2d):
+                    m.weight.normal_(0.0, init_std)
+                    m.bias.zero_()
+    return model

@@ -24,6 +24,12 @@ LR_SCALES = {"none": None, "glorot": glorot_lr_scale}
 LAYER_POSITIONS = ("first", "last")
 
 
+def _unit(layer) -> float:
+    """The unit of a layer's latent weights: its weight quantizer's h (BinaryConnect's scale), else 1."""
+    unit = getattr(getattr(layer, "weight_quantizer", None), "unit", None)
+    return 1.0 if unit is None else unit
+
+
 @dataclass(frozen=True)
 class QuantConfig:
     """How a model builder makes its layers: quantizer references and the latent-weight options.
@@ -38,15 +44,16 @@ class QuantConfig:
     weight_quantizer: str = "none"
     input_quantizer: str = "none"
     gradient_quantizer: str = "none"  # applied to the gradient flowing back into each layer's output
-    clip_weights: float | None = None
+    clip_weights: float | None = None  # in units of the weight quantizer's h where it has one (else absolute)
     lr_scale: str = "none"  # none | glorot
-    weight_init_range: float | None = None  # U(-r, r) latent weights (BinaryConnect: r = H = 1)
+    weight_init_range: float | None = None  # U(-r, r) latent weights (BinaryConnect: r = H = 1); units as clip
     float_layers: tuple[str, ...] = ()  # positions ("first", "last") kept in full precision
     latent_bits: int = 32  # 32: float32 latent weights; 1..8: k-bit codes (suite/nn/latent.py)
 
     def _init(self, layer, position):
         if self.weight_init_range is not None and position not in self.float_layers:
-            nn.init.uniform_(layer.weight, -self.weight_init_range, self.weight_init_range)
+            r = self.weight_init_range * _unit(layer)
+            nn.init.uniform_(layer.weight, -r, r)
         if self.latent_bits != 32 and position not in self.float_layers:
             return store_latent(layer, self.latent_bits)
         return layer
@@ -56,10 +63,13 @@ class QuantConfig:
             raise ValueError(f"position must be None or one of {LAYER_POSITIONS}, got {position!r}")
         if position in self.float_layers:
             return {}
-        return dict(weight_quantizer=build_quantizer(self.weight_quantizer, "weight"),
+        weights = build_quantizer(self.weight_quantizer, "weight")
+        # a quantizer with a per-layer scale h (BinaryConnect's +-W0): clip and init count in units of h
+        unit = weights.for_layer(fan_in, fan_out) if hasattr(weights, "for_layer") else 1.0
+        return dict(weight_quantizer=weights,
                     input_quantizer=None if position == "first" else build_quantizer(self.input_quantizer, "input"),
                     gradient_quantizer=build_quantizer(self.gradient_quantizer, "gradient"),
-                    clip_value=self.clip_weights,
+                    clip_value=None if self.clip_weights is None else self.clip_weights * unit,
                     lr_scale=LR_SCALES[self.lr_scale](fan_in, fan_out) if LR_SCALES[self.lr_scale] else None)
 
     def linear(self, in_features, out_features, bias=True, position=None) -> QuantLinear:

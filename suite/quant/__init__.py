@@ -10,10 +10,11 @@ the ``gradient`` flowing back into its output (identity forward, quantized backw
 name (parameters, defaults)         role      bits at inference          paper
 ==================================  ========  =========================  ==========================================
 identity                            any       32                         -
-binaryconnect(stochastic=false)     weight    1 (stochastic: 32)         BinaryConnect, Courbariaux et al. 2015
+binaryconnect(stochastic=false,    weight    1 (stochastic: 32)         BinaryConnect, Courbariaux et al. 2015
+              scale=1)
 bnn_sign                            weight,   1                          BNN, Hubara et al. 2016
                                     input
-xnor_weight                         weight    1 (+ alpha per channel)    XNOR-Net (BWN), Rastegari et al. 2016
+xnor_weight(project=false)          weight    1 (+ alpha per channel)    XNOR-Net (BWN), Rastegari et al. 2016
 xnor_input(scale=true)              input     1                          XNOR-Net, Rastegari et al. 2016
 dorefa_weight(bits=1)               weight    k (k=1: + one scale)       DoReFa-Net, Zhou et al. 2016, Sec. 2.3
 dorefa_activation(bits=2)           input     k                          DoReFa-Net, Sec. 2.4
@@ -28,10 +29,13 @@ hwgq(bits=2, backward="clipped",    input     k (2^k levels, 0 one)      HWGQ, C
 Equations, forward ; backward (g the incoming gradient, 1_{.} an indicator):
 
 - binaryconnect: w_b = sign(w) (Eq. 1), or +1 with probability hard_sigmoid(w) = clip((w + 1)/2, 0, 1)
-  (Eq. 2) ; g (straight through; the latent weights are clipped by the layer)
+  (Eq. 2) ; g (straight through; the latent weights are clipped by the layer). scale="glorot": values
+  +-W0 per layer, W0 = sqrt(1.5 / (fan_in + fan_out)), probability hard_sigmoid(w / W0) (paper-era script)
 - bnn_sign: q = sign(r) ; g_r = g_q 1_{|r| <= 1}
 - xnor_weight: W~ = alpha sign(W), alpha = ||W||_l1 / n per output channel ;
-  alpha 1_{|W| <= 1} g + sign(W) mean_n(sign(W) g) (the exact derivative under the sign STE)
+  alpha 1_{|W| <= 1} g + sign(W) mean_n(sign(W) g) (the exact derivative under the sign STE);
+  project=true first mean-centres each filter over its input channels and clamps W to [-1, 1] in place
+  (both reference codes do, before every binarization)
 - xnor_input: sign(I), the layer's output times K = A * k (A = mean_c |I|, k the kh x kw box with
   the layer's stride, padding, dilation; per sample mean |x| for a linear layer) ; g 1_{|I| <= 1}, and
   through K

@@ -1,6 +1,8 @@
 """Binary quantizers: the sign function, BinaryConnect (deterministic and stochastic) and BNN's
 sign with the saturating straight-through estimator."""
 
+import math
+
 import torch
 import torch.nn as nn
 
@@ -61,11 +63,12 @@ def inside(x: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
 
 
 class _BinarizeDeterministic(StraightThrough):
-    """w_b = sign(w) forward; gradient and tangent passed straight through (BinaryConnect Alg. 1)."""
+    """w_b = h sign(w) forward (h = 1 unless given); gradient and tangent passed straight through
+    (BinaryConnect Alg. 1)."""
 
     @staticmethod
-    def forward(w):
-        return sign_pm1(w)
+    def forward(w, h=None):
+        return sign_pm1(w) if h is None else sign_pm1(w, h)
 
 
 class _BinarizeStochastic(StraightThrough):
@@ -78,14 +81,16 @@ class _BinarizeStochastic(StraightThrough):
     """
 
     @staticmethod
-    def forward(w):
+    def forward(w, h=None):
+        # with binary values +-h: +h with probability hard_sigmoid(w / h), i.e. sign(w / h - u) h
+        r = w if h is None else w / h
         if w.device.type == "cpu":
-            # d = w - (k + 0.5) / 2^15 for the signed int16 draw k, computed in place in the one
+            # d = r - (k + 0.5) / 2^15 for the signed int16 draw k, computed in place in the one
             # fresh float buffer (each fresh 12 MB tensor costs page faults on the CPU).
-            d = random_int16(w).to(w.dtype).mul_(-(2.0**-15)).add_(w).sub_(2.0**-16)
+            d = random_int16(w).to(w.dtype).mul_(-(2.0**-15)).add_(r).sub_(2.0**-16)
         else:
-            d = torch.empty_like(w).uniform_(-1.0, 1.0).neg_().add_(w)
-        return sign_pm1(d, out=d)
+            d = torch.empty_like(w).uniform_(-1.0, 1.0).neg_().add_(r)
+        return sign_pm1(d, out=d) if h is None else sign_pm1(d, h, out=d)
 
 
 class _SignSTE(torch.autograd.Function):
@@ -155,43 +160,73 @@ class Identity(nn.Module):
         return x
 
 
+def glorot_w0(fan_in: int, fan_out: int) -> float:
+    """W0 = sqrt(1.5 / (fan_in + fan_out)), half Glorot's uniform bound sqrt(6 / (fan_in + fan_out))."""
+    return math.sqrt(1.5 / (fan_in + fan_out))
+
+
+# BinaryConnect's `scale`: the binary values +-h of a layer, from its (fan_in, fan_out)
+BINARY_SCALES = {"glorot": glorot_w0}
+
+
 @register
 class BinaryConnect(nn.Module):
-    """BinaryConnect weight binarization (Courbariaux et al. 2015, Eq. 1 and 2), with H = 1.
+    """BinaryConnect weight binarization (Courbariaux et al. 2015, Eq. 1 and 2), binary values +-h.
 
-    forward, deterministic (Eq. 1): w_b = +1 if w >= 0 else -1                  (sign(0) = +1)
-    forward, stochastic    (Eq. 2): w_b = +1 with p = hard_sigmoid(w) = clip((w+1)/2, 0, 1), else -1
-    backward: dC/dw := dC/dw_b (straight through; the latent weights are clipped to [-1, 1] after
+    forward, deterministic (Eq. 1): w_b = +h if w >= 0 else -h                  (sign(0) = +1)
+    forward, stochastic    (Eq. 2): w_b = +h with p = hard_sigmoid(w / h) = clip((w/h + 1)/2, 0, 1), else -h
+    backward: dC/dw := dC/dw_b (straight through; the latent weights are clipped to [-h, h] after
     each update by the layer, which is what bounds them).
     At test time (module in eval mode) the deterministic variant keeps binary weights and the
     stochastic one uses the real-valued weights, as the authors' code does.
+
+    scale: h = 1 (a number: h itself; the authors' later Lasagne code, H = 1), or "glorot": h = W0 =
+    sqrt(1.5 / (fan_in + fan_out)) per layer, the paper-era script's binary values +-W0 (github
+    MatthieuCourbariaux/BinaryConnect @df2d7d9 layer.py: ``self.W0 = high / 2``, high = sqrt(6 /
+    (n_inputs + n_units)); the later code's option H = "Glorot"). The layer config calls
+    `for_layer(fan_in, fan_out)` and counts clip_weights and weight_init_range in units of h.
     """
 
     name = "binaryconnect"
     roles = frozenset({"weight"})
 
-    def __init__(self, stochastic: bool = False, packed: bool = False):
+    def __init__(self, stochastic: bool = False, scale: float | str = 1.0, packed: bool = False):
         super().__init__()
         for name, value in (("stochastic", stochastic), ("packed", packed)):
             if not isinstance(value, bool):
                 raise ValueError(f"{name} must be true or false, got {value!r}")
-        self.stochastic, self.packed = stochastic, packed
+        if scale not in BINARY_SCALES and (isinstance(scale, bool) or not isinstance(scale, (int, float))
+                                           or not scale > 0):
+            raise ValueError(f"scale must be a positive number or one of {', '.join(BINARY_SCALES)}, got {scale!r}")
+        self.stochastic, self.scale, self.packed = stochastic, scale, packed
+        self.unit = float(scale) if scale not in BINARY_SCALES else None  # h, once the layer is known
+
+    def for_layer(self, fan_in: int, fan_out: int) -> float:
+        """Fix h for a layer of this fan-in and fan-out; returns it."""
+        if self.scale in BINARY_SCALES:
+            self.unit = BINARY_SCALES[self.scale](fan_in, fan_out)
+        return self.unit
 
     @property
     def bits(self) -> int:
         return 32 if self.stochastic else 1  # stochastic BC infers with the real-valued weights
 
     def forward(self, w):
+        if self.unit is None:
+            raise RuntimeError(f"binaryconnect(scale={self.scale!r}): call for_layer(fan_in, fan_out) first")
+        h = None if self.unit == 1.0 else self.unit
+        args = (w,) if h is None else (w, h)
         if not self.stochastic:
-            return self._mark(_BinarizeDeterministic.apply(w))
-        return self._mark(_BinarizeStochastic.apply(w)) if self.training else w
+            return self._mark(_BinarizeDeterministic.apply(*args))
+        return self._mark(_BinarizeStochastic.apply(*args)) if self.training else w
 
     def _mark(self, wb):
-        """+-1: 1-bit codes where the layer saves in bits (`packed`)."""
-        return packing.mark(wb, 1, 2.0, -1.0) if self.packed else wb
+        """+-h: 1-bit codes c where the layer saves in bits (`packed`), w_b = 2h c - h."""
+        return packing.mark(wb, 1, 2.0 * self.unit, -self.unit) if self.packed else wb
 
     def extra_repr(self) -> str:
-        return f"stochastic={self.stochastic}" + (", packed=True" if self.packed else "")
+        return f"stochastic={self.stochastic}, scale={self.scale!r}, h={self.unit}" + (
+            ", packed=True" if self.packed else "")
 
 
 @register

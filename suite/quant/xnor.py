@@ -124,6 +124,25 @@ def _bwn_jacobian(t: torch.Tensor, w: torch.Tensor, alpha: torch.Tensor) -> torc
     return torch.addcmul(pass_where_pm1(t, w) * alpha.view(view), b, (b * t).mean(per_channel, keepdim=True))
 
 
+@torch.no_grad()
+def project_latent_weights(w: torch.Tensor) -> None:
+    """Mean-centre each filter over its input channels, then clamp to [-1, 1], in place: what both
+    reference codes do to the latent weights before every binarization (github allenai/XNOR-Net
+    @4006d59 train.lua, meancenterConvParms and clampConvParms; github jiecaoyu/XNOR-Net-PyTorch
+    @ebccb50 util.py, BinOp.binarization). For W of shape (out, c_in, kh, kw):
+
+        W[o, :, i, j] -= mean_c W[o, c, i, j];   W = clip(W, -1, 1)
+
+    (a linear layer's (out, in) weights: the mean over its `in` inputs, as jiecaoyu's BinOp does).
+    The clamp keeps every weight inside the |W| <= 1 window of the straight-through gradient: a
+    weight past 1 would otherwise lose its own gradient for good.
+    """
+    if torch._C._functorch.is_functorch_wrapped_tensor(w):
+        raise RuntimeError("xnor_weight(project=true) changes the layer's latent weights in place; it cannot act on "
+                           "a torch.func-wrapped weight (forward gradients): use project=false there")
+    w.sub_(w.mean(1, keepdim=True)).clamp_(-1.0, 1.0)
+
+
 @register
 class XNORWeight(nn.Module):
     """XNOR-Net's binary weights with a scaling factor per output channel (BWN, Sec. 3.1):
@@ -141,6 +160,10 @@ class XNORWeight(nn.Module):
              n (1 - 1/c_in), an LR rescaling left to the optimizer settings here.
     Forward mode: the same Jacobian applied to the tangent.
 
+    project=true: before each binarization the latent weights are mean-centred over each filter's
+    input channels and clamped to [-1, 1] in place (`project_latent_weights`), as both reference
+    codes do; the gradient is then that of the projected weights (theirs too).
+
     `factors(W)` returns (B, alpha) for a layer that multiplies its output by alpha instead (the
     paper's (sign(I) (*) sign(W)) . K alpha): same values and gradients, fewer torch passes over W.
     On the CPU the fused kernels make alpha B in one pass instead (`_ScaledSignFused`).
@@ -149,6 +172,12 @@ class XNORWeight(nn.Module):
     name = "xnor_weight"
     roles = frozenset({"weight"})
     bits = 1
+
+    def __init__(self, project: bool = False):
+        super().__init__()
+        if not isinstance(project, bool):
+            raise ValueError(f"project must be true or false, got {project!r}")
+        self.project = project
 
     def factors(self, w: torch.Tensor, scale_output: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
         """For the quantized layers: (B, alpha) with B = sign(W) shaped like W and alpha of shape
@@ -159,6 +188,8 @@ class XNORWeight(nn.Module):
         The weights returned must feed one op whose backward makes a fresh gradient for them (the
         layer's matrix product), because the backward writes dC/dW over that gradient.
         """
+        if self.project:
+            project_latent_weights(w)
         if _fused(w):
             return _ScaledSignFused.apply(w, True)[0], None
         b, alpha = _SignAndScale.apply(w)
@@ -167,6 +198,8 @@ class XNORWeight(nn.Module):
         return b * alpha.view(-1, *(1,) * (w.dim() - 1)), None
 
     def forward(self, w):
+        if self.project:
+            project_latent_weights(w)
         if _fused(w):
             return _ScaledSignFused.apply(w, False)[0]
         b, alpha = _SignAndScale.apply(w)
@@ -175,6 +208,9 @@ class XNORWeight(nn.Module):
     def stored_scales(self, weight: torch.Tensor) -> int:
         """alpha: one float per output channel, kept beside the binary weights at inference."""
         return weight.shape[0]
+
+    def extra_repr(self) -> str:
+        return f"project={self.project}"
 
 
 @register

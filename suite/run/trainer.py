@@ -166,13 +166,23 @@ def train_epochs(trainer: Trainer, run: Run, record: dict, progress: bool, save_
         record["communication"] = trainer.exchange.summary()
 
 
+def best_validation_epoch(epochs: list[dict]) -> dict:
+    """The epoch of best validation error, the LAST of tied ones: BinaryConnect's and BinaryNet's
+    trainers keep an epoch when ``val_err <= best_val_err`` (MatthieuCourbariaux/BinaryConnect
+    binary_connect.py, BinaryNet Train-time/binary_net.py); the last epoch without a validation split."""
+    best = None
+    for e in epochs:
+        if e["val_error"] is not None and (best is None or e["val_error"] <= best["val_error"]):
+            best = e
+    return best if best is not None else epochs[-1]
+
+
 def summarize(epochs: list[dict]) -> dict:
     """Model selection as in the papers' code: the test error at the epoch of best validation
-    error (the last epoch when there is no validation split); medians for time."""
+    error (the last of tied epochs; the last epoch when there is no validation split); medians for time."""
     if not epochs:
         return {"epochs_run": 0}
-    with_val = [e for e in epochs if e["val_error"] is not None]
-    best = min(with_val, key=lambda e: e["val_error"]) if with_val else epochs[-1]
+    best = best_validation_epoch(epochs)
     cuda = [e["peak_cuda_mb"] for e in epochs if e["peak_cuda_mb"] is not None]
     tensor = {k: [e.get(k) for e in epochs] for k in ("peak_tensor_mb", "step_tensor_mb")}
     return {

@@ -252,12 +252,17 @@ def _slide_notes(slide: dict) -> list[str]:
                      "(column W), or both.")
     if (1, 32) in slide:
         notes.append(f"With float inputs, 1-bit weights thresholded at 0 give cos = E|W| / rms(W), whatever the "
-                     f"scale: sqrt(2/π) = {math.sqrt(2 / math.pi):.3f} for Gaussian W; the slide's "
-                     f"{slide[(1, 32)]:.3f} means its W was not Gaussian: E|W| / rms(W) below sqrt(2/π) means "
-                     "heavier tails (trained weights have them).")
+                     f"scale: sqrt(2/π) = {math.sqrt(2 / math.pi):.3f} for Gaussian W. If the slide's W_b_s1 is "
+                     f"that sign(W) (assumed: the slide does not define it), its {slide[(1, 32)]:.3f} is below "
+                     "the Gaussian value, as for a W with heavier tails than a Gaussian's; the slide does not say "
+                     "which W it used.")
     if (6, 32) in slide and (r := implied_range(slide[(6, 32)], 6)):
-        notes.append(f"Uniform rounding to 2^k levels has error variance Δ²/12; the slide's 6-bit weight factor "
-                     f"{slide[(6, 32)]:.3f} implies levels spanning ±{r:.1f} rms(W), far wider than a Gaussian "
-                     "sample's largest value (our max|W| / rms(W) above): a range set by a few outlying weights, "
-                     "as the max of a trained layer is.")
+        notes.append(f"Uniform rounding to 2^k levels has error variance Δ²/12; read that way, the slide's 6-bit "
+                     f"weight factor {slide[(6, 32)]:.3f} implies levels spanning ±{r:.1f} rms(W), wider than a "
+                     "Gaussian sample's largest value (our max|W| / rms(W) above), as a range set by a few "
+                     "outlying weights would be.")
+    notes.append("What was tried: only the weight distributions of the variants above. A variant whose weight "
+                 "parameters were chosen to match the slide's float-x row matches the other cells largely by "
+                 "construction, since each cell is near the product of its row's and column's float factors "
+                 "(first note): such agreement is a fit, not independent evidence of the slide's weights.")
     return ["Reading the slide:", ""] + [f"- {n}" for n in notes] + [""] if notes else []
