@@ -73,9 +73,13 @@ def read_batch(path: Path) -> dict[str, torch.Tensor]:
     if not isinstance(entry, dict) or "data" not in entry or "labels" not in entry:
         keys = sorted(entry) if isinstance(entry, dict) else type(entry).__name__
         raise UserError(f"{path}: not a CIFAR-10 batch (expected keys 'data' and 'labels', found {keys})")
-    data = np.asarray(entry["data"])
-    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
-        raise UserError(f"{path}: 'data' must be uint8 N x 3072, got {data.dtype} {data.shape}")
+    try:
+        data = np.asarray(entry["data"])
+    except (ValueError, TypeError, OverflowError):  # ragged rows, mixed types
+        data = None
+    if data is None or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        got = f"{data.dtype} {data.shape}" if data is not None else "rows of different lengths or types"
+        raise UserError(f"{path}: 'data' must be uint8 N x 3072, got {got}")
     try:
         labels = np.asarray(entry["labels"])
         ok = labels.dtype.kind in "iu" or (labels.dtype == object and all(isinstance(v, int) for v in labels.flat))
@@ -86,7 +90,10 @@ def read_batch(path: Path) -> dict[str, torch.Tensor]:
         raise UserError(f"{path}: 'labels' must be {len(data)} integers in 0..9")
     out = {"images": torch.from_numpy(data.reshape(-1, 3, 32, 32).copy()), "labels": torch.from_numpy(labels)}
     if "lossless" in entry:
-        lossless = np.asarray(entry["lossless"])
+        try:
+            lossless = np.asarray(entry["lossless"])
+        except (ValueError, TypeError, OverflowError):
+            lossless = np.zeros(0, dtype=object)
         if lossless.shape != (len(data),) or lossless.dtype.kind not in "biu":
             raise UserError(f"{path}: 'lossless' must be {len(data)} flags (0/1)")
         out["lossless"] = torch.as_tensor(lossless.astype(bool))

@@ -55,8 +55,12 @@ def read_mat(path: Path) -> dict[str, torch.Tensor]:
     x, y = mat["X"], mat["y"]
     if x.dtype != np.uint8 or x.ndim != 4 or x.shape[:3] != (32, 32, 3):
         raise UserError(f"{path}: 'X' must be uint8 32 x 32 x 3 x N, got {x.dtype} {x.shape}")
-    labels = y.astype(np.int64).reshape(-1)
-    if labels.shape != (x.shape[3],) or (len(labels) and not 1 <= labels.min() <= labels.max() <= 10):
+    try:
+        labels = y.astype(np.int64).reshape(-1) if y.dtype.kind in "iuf" else None
+    except (ValueError, TypeError, OverflowError):  # ragged cells, text
+        labels = None
+    if labels is None or labels.shape != (x.shape[3],) or \
+            (len(labels) and not 1 <= labels.min() <= labels.max() <= 10) or (y.dtype.kind == "f" and (y % 1).any()):
         raise UserError(f"{path}: 'y' must hold {x.shape[3]} labels in 1..10 (10 = digit 0), got shape {y.shape}")
     labels[labels == 10] = 0
     images = np.ascontiguousarray(x.transpose(3, 2, 0, 1))

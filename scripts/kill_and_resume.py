@@ -1,0 +1,167 @@
+"""Kill a run at random moments, rerun it, and check that it ends as an uninterrupted run does.
+
+    python scripts/kill_and_resume.py [--experiments 20] [--epochs 6] [--seed 0]
+
+One uninterrupted run of a smoke configuration with more epochs (binaryconnect-mnist, stochastic
+BinaryConnect, a 2 x 1024 MLP on the embedded MNIST subset: a checkpoint of about 50 MB, so that
+kills also land inside checkpoint writes) gives the reference metrics. Then each experiment, in a
+fresh results folder, starts the same command and sends it SIGKILL, SIGINT or SIGTERM after a
+random delay (uniform over the uninterrupted run's duration), one to three times, each time
+rerunning the same command, and finally lets it finish. It checks that:
+
+- every record is completed (an interrupted one was continued, not left behind), and its per-epoch
+  metrics (epoch, lr, train loss, validation and test error) are bit-identical to the
+  uninterrupted run's;
+- no debris remains: no checkpoint, lock or temporary file, no empty file, only records.
+
+Whether a kill landed inside a checkpoint write is seen from the temporary checkpoint file it
+left. Prints one row per kill and a summary; exit code 1 if any experiment differs or leaves
+debris. Runs with OMP_NUM_THREADS=1 unless set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SIGNALS = {"SIGKILL": signal.SIGKILL, "SIGINT": signal.SIGINT, "SIGTERM": signal.SIGTERM}
+METRICS = ("epoch", "lr", "train_loss", "val_error", "test_error")
+
+
+def command(epochs: int) -> list[str]:
+    return [sys.executable, "-m", "suite", "run", "binaryconnect-mnist", "--profile", "smoke", "--variant", "stoch",
+            "--quiet", "--no-report", "--set", "data.source=embedded", "--set", "data.train_size=3000",
+            "--set", "data.val_size=1000", "--set", "model.hidden=[1024, 1024]", "--set", f"train.epochs={epochs}"]
+
+
+def start(results: Path, epochs: int) -> subprocess.Popen:
+    env = dict(os.environ, SUITE_RESULTS_DIR=str(results))
+    env.setdefault("OMP_NUM_THREADS", "1")
+    return subprocess.Popen(command(epochs), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def records(results: Path) -> list[dict]:
+    out = []
+    for path in sorted((results / "records").rglob("*.json")):
+        try:
+            out.append(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            out.append({"status": "unreadable", "epochs": []})
+    return out
+
+
+def metrics(record: dict) -> list[tuple]:
+    return [tuple(e[k] for k in METRICS) for e in record["epochs"]]
+
+
+def debris(results: Path) -> list[str]:
+    """Every file that is not a finished record: checkpoints, locks, temporary or empty files."""
+    left = []
+    for path in results.rglob("*"):
+        if path.is_dir():
+            continue
+        record = path.suffix == ".json" and path.parent.parent.parent.name == "records" and path.stat().st_size > 0
+        if not record or path.name.startswith("."):
+            left.append(str(path.relative_to(results)))
+    return sorted(left)
+
+
+def epochs_done(results: Path) -> int:
+    return max((len(r["epochs"]) for r in records(results)), default=0)
+
+
+def in_checkpoint_write(results: Path) -> bool:
+    return any((results / "checkpoints").rglob(".*.pt.*.tmp")) if (results / "checkpoints").exists() else False
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--experiments", type=int, default=20)
+    ap.add_argument("--epochs", type=int, default=6)
+    ap.add_argument("--seed", type=int, default=0, help="seed of the random delays and signals")
+    ap.add_argument("--keep", action="store_true", help="keep the results folders (printed)")
+    args = ap.parse_args()
+    rng = random.Random(args.seed)
+    base = Path(tempfile.mkdtemp(prefix="kill-and-resume-"))
+    try:
+        return run_experiments(args, rng, base)
+    finally:
+        if args.keep:
+            print(f"results folders kept in {base}")
+        else:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+def run_experiments(args, rng: random.Random, base: Path) -> int:
+    clean = base / "uninterrupted"
+    t0 = time.monotonic()
+    proc = start(clean, args.epochs)
+    _, err = proc.communicate()
+    duration = time.monotonic() - t0
+    (reference,) = records(clean)
+    if proc.returncode != 0 or reference["status"] != "completed":
+        print(f"the uninterrupted run failed (exit {proc.returncode}): {err.strip()[-500:]}")
+        return 1
+    expected = metrics(reference)
+    print(f"uninterrupted run: {args.epochs} epochs in {duration:.1f} s (startup included); command: "
+          f"{' '.join(command(args.epochs)[1:])}")
+    print()
+    print("| experiment | kill | signal | after (s) | epochs recorded | in a checkpoint write | exit |")
+    print("|---|---|---|---|---|---|---|")
+    summary = {"kills": 0, "in_write": 0, "identical": 0, "debris": 0, "experiments": args.experiments}
+    by_signal: dict[str, int] = {}
+    failures = []
+    for number in range(1, args.experiments + 1):
+        results = base / f"experiment-{number:02d}"
+        for kill in range(1, rng.randint(1, 3) + 1):
+            name = rng.choice(list(SIGNALS))
+            delay = rng.uniform(0.0, duration)
+            proc = start(results, args.epochs)
+            try:
+                proc.wait(timeout=delay)
+            except subprocess.TimeoutExpired:
+                proc.send_signal(SIGNALS[name])
+            code = proc.wait()
+            writing = in_checkpoint_write(results)
+            summary["kills"] += 1
+            summary["in_write"] += writing
+            by_signal[name] = by_signal.get(name, 0) + 1
+            print(f"| {number} | {kill} | {name} | {delay:.2f} | {epochs_done(results)} | "
+                  f"{'yes' if writing else 'no'} | {code} |")
+        proc = start(results, args.epochs)  # the rerun that finishes
+        _, err = proc.communicate()
+        every = records(results)
+        done = [r for r in every if r.get("status") == "completed"]
+        same = bool(done) and len(done) == len(every) and all(metrics(r) == expected for r in done)
+        left = debris(results)
+        resumed = [r.get("resumed_at_epochs") for r in done]
+        print(f"| {number} | rerun | – | – | completed records: {len(done)}, resumed at epochs {resumed} | "
+              f"identical: {'yes' if same else 'NO'}; debris: {', '.join(left) or 'none'} | {proc.returncode} |")
+        summary["identical"] += same
+        summary["debris"] += bool(left)
+        if proc.returncode != 0 or not same or left:
+            failures.append(f"experiment {number}: exit {proc.returncode}, identical {same}, debris {left}, "
+                            f"{err.strip()[-300:]}")
+    print()
+    print(f"{summary['experiments']} experiments, {summary['kills']} kills "
+          f"({', '.join(f'{k} {v}' for k, v in sorted(by_signal.items()))}), {summary['in_write']} of them inside a "
+          f"checkpoint write; {summary['identical']} of {summary['experiments']} ended bit-identical to the "
+          f"uninterrupted run; {summary['debris']} left debris")
+    for line in failures:
+        print("FAILED:", line)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
