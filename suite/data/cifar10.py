@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from suite.data.download import try_download
-from suite.data.source import DatasetInfo
+from suite.data.source import DatasetInfo, regular_file
 from suite.errors import UserError
 from suite.paths import portable_path
 
@@ -65,6 +65,7 @@ class _BatchUnpickler(pickle.Unpickler):
 def read_batch(path: Path) -> dict[str, torch.Tensor]:
     """One pickled batch -> images (uint8 N x 3 x 32 x 32), labels (int64) and, where the file
     has it, ``lossless`` (bool: the image is exact, not JPEG-decoded)."""
+    regular_file(path)
     try:
         entry = _BatchUnpickler(io.BytesIO(Path(path).read_bytes()), encoding="latin1").load()
     except (OSError, pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError,

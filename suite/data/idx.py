@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from suite.data.source import regular_file
 from suite.errors import UserError
 
 # IDX magic: two zero bytes, a type code (0x08 = unsigned byte), and the number of dimensions.
@@ -19,6 +20,7 @@ _UBYTE = 0x08
 def read_idx(path: Path, expect_ndim: int) -> torch.Tensor:
     """The uint8 array stored in an IDX file, as a tensor; clear errors for wrong or cut files."""
     opener = gzip.open if path.suffix == ".gz" else open
+    regular_file(path)
     try:
         with opener(path, "rb") as f:
             raw = f.read()

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from suite.data.download import try_download
-from suite.data.source import DatasetInfo, cache_folder
+from suite.data.source import DatasetInfo, cache_folder, regular_file
 from suite.errors import UserError
 
 FILES = {"train": "train_32x32.mat", "test": "test_32x32.mat", "extra": "extra_32x32.mat"}
@@ -45,6 +45,7 @@ def read_mat(path: Path) -> dict[str, torch.Tensor]:
     as torchvision's SVHN reads it (X transposed (3, 2, 0, 1), y squeezed)."""
     import scipy.io
 
+    regular_file(path)
     try:
         mat = scipy.io.loadmat(str(path))
     except (OSError, ValueError, TypeError, NotImplementedError, scipy.io.matlab.MatReadError) as e:
