@@ -7,8 +7,9 @@ BinaryConnect, a 2 x 1024 MLP on the embedded MNIST subset: a checkpoint of abou
 kills also land inside checkpoint writes) gives the reference metrics. Then each experiment, in a
 fresh results folder, starts the same command and sends it SIGKILL, SIGINT or SIGTERM, one to
 three times, each time rerunning the same command, and finally lets it finish. A signal is sent
-after a random delay (uniform over an uninterrupted run's duration), or as soon as a checkpoint
-write has begun plus up to 0.1 s (half of the kills each). It checks that:
+after a random delay (uniform over an uninterrupted run's duration), or when the k-th checkpoint
+write of that process (k random) has begun, plus up to 0.1 s (half of the kills each). It checks
+that:
 
 - every record is completed (an interrupted one was continued, not left behind), and its per-epoch
   metrics (epoch, lr, train loss, validation and test error) are bit-identical to the
@@ -104,10 +105,12 @@ def main() -> int:
             shutil.rmtree(base, ignore_errors=True)
 
 
-def kill_at_random(proc: subprocess.Popen, results: Path, rng: random.Random, duration: float) -> tuple[str, float]:
+def kill_at_random(proc: subprocess.Popen, results: Path, rng: random.Random, duration: float,
+                   epochs: int) -> tuple[str, float]:
     """Wait, then signal: half the time after a delay uniform over the run's duration, half the time
-    as soon as a checkpoint write has begun (its temporary file appears) plus up to 0.1 s. Returns
-    (when, seconds since the start); when is "" if the run ended before the signal."""
+    when the k-th checkpoint write of this process (k random) has begun (its temporary file
+    appears), plus up to 0.1 s. Returns (when, seconds since the start); when is "" if the run
+    ended before the signal."""
     t0 = time.monotonic()
     if rng.random() < 0.5:
         try:
@@ -115,10 +118,14 @@ def kill_at_random(proc: subprocess.Popen, results: Path, rng: random.Random, du
             return "", time.monotonic() - t0
         except subprocess.TimeoutExpired:
             return "random time", time.monotonic() - t0
+    target, seen, writing = rng.randint(1, max(1, epochs - 1)), 0, False  # the epoch whose checkpoint write
     while proc.poll() is None:
-        if in_checkpoint_write(results):
+        now = in_checkpoint_write(results)
+        seen += now and not writing
+        writing = now
+        if writing and seen == target:
             time.sleep(rng.uniform(0.0, 0.1))
-            return "a checkpoint write began", time.monotonic() - t0
+            return f"checkpoint write {target} began", time.monotonic() - t0
         time.sleep(0.002)
     return "", time.monotonic() - t0
 
@@ -149,7 +156,7 @@ def run_experiments(args, rng: random.Random, base: Path) -> int:
         for kill in range(1, rng.randint(1, 3) + 1):
             name = rng.choice(list(SIGNALS))
             proc = start(results, args.epochs)
-            when, after = kill_at_random(proc, results, rng, duration)
+            when, after = kill_at_random(proc, results, rng, duration, args.epochs)
             if not when:
                 code = proc.wait()
                 print(f"| {number} | {kill} | – | the run ended first | {after:.2f} | {epochs_done(results)} | – | "
