@@ -83,8 +83,13 @@ def epochs_done(results: Path) -> int:
     return max((len(r["epochs"]) for r in records(results)), default=0)
 
 
-def in_checkpoint_write(results: Path) -> bool:
-    return any((results / "checkpoints").rglob(".*.pt.*.tmp")) if (results / "checkpoints").exists() else False
+def partial_checkpoints(results: Path) -> set[Path]:
+    """The temporary files of checkpoint writes under way (or cut short)."""
+    return set((results / "checkpoints").rglob(".*.pt.*.tmp")) if (results / "checkpoints").exists() else set()
+
+
+def in_checkpoint_write(results: Path, before: frozenset = frozenset()) -> bool:
+    return bool(partial_checkpoints(results) - before)
 
 
 def main() -> int:
@@ -106,7 +111,7 @@ def main() -> int:
 
 
 def kill_at_random(proc: subprocess.Popen, results: Path, rng: random.Random, duration: float,
-                   epochs: int) -> tuple[str, float]:
+                   epochs: int, left_before: frozenset) -> tuple[str, float]:
     """Wait, then signal: half the time after a delay uniform over the run's duration, half the time
     when the k-th checkpoint write of this process (k random) has begun (its temporary file
     appears), plus up to 0.1 s. Returns (when, seconds since the start); when is "" if the run
@@ -120,7 +125,7 @@ def kill_at_random(proc: subprocess.Popen, results: Path, rng: random.Random, du
             return "random time", time.monotonic() - t0
     target, seen, writing = rng.randint(1, max(1, epochs - 1)), 0, False  # the epoch whose checkpoint write
     while proc.poll() is None:
-        now = in_checkpoint_write(results)
+        now = in_checkpoint_write(results, left_before)
         seen += now and not writing
         writing = now
         if writing and seen == target:
@@ -155,8 +160,9 @@ def run_experiments(args, rng: random.Random, base: Path) -> int:
         finished = False
         for kill in range(1, rng.randint(1, 3) + 1):
             name = rng.choice(list(SIGNALS))
+            left_before = frozenset(partial_checkpoints(results))  # an earlier kill's, until this run cleans them
             proc = start(results, args.epochs)
-            when, after = kill_at_random(proc, results, rng, duration, args.epochs)
+            when, after = kill_at_random(proc, results, rng, duration, args.epochs, left_before)
             if not when:
                 code = proc.wait()
                 print(f"| {number} | {kill} | – | the run ended first | {after:.2f} | {epochs_done(results)} | – | "
@@ -165,7 +171,7 @@ def run_experiments(args, rng: random.Random, base: Path) -> int:
                 break
             proc.send_signal(SIGNALS[name])
             code = proc.wait()
-            writing = in_checkpoint_write(results)
+            writing = in_checkpoint_write(results, left_before)
             summary["kills"] += 1
             summary["in_write"] += writing
             by_signal[name] = by_signal.get(name, 0) + 1
