@@ -150,8 +150,8 @@ def write_error(path: Path, e: BaseException) -> UserError:
     hint = {errno.ENOSPC: "free some space", errno.EDQUOT: "free some space (disk quota)",
             errno.EROFS: "choose a writable --results-dir", errno.EACCES: "choose a writable --results-dir",
             errno.EPERM: "choose a writable --results-dir"}.get(getattr(e, "errno", None), "check the folder")
-    return UserError(f"{path}: cannot write ({why}); {hint}, then rerun the same command (completed epochs and "
-                     "records are kept)")
+    return UserError(f"{path}: cannot write ({why}); {hint}, then rerun the same command (what was written "
+                     "before is kept: a run continues from its last checkpoint)")
 
 
 def write_atomic(path: Path, data: str | bytes, overwrite: bool = False) -> None:
