@@ -28,6 +28,7 @@ import random
 import re
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -199,9 +200,19 @@ def stale(path: Path, why: str) -> UserError:
 
 
 def load(path: Path) -> dict:
-    """A checkpoint, loaded without running code (weights only); raises on any failure."""
-    with torch.serialization.safe_globals(list(SAFE_GLOBALS)):
+    """A checkpoint, loaded without running code (weights only); raises on any failure. torch's
+    warnings about a foreign file (another pickle protocol) stay quiet: its error is the one line."""
+    with torch.serialization.safe_globals(list(SAFE_GLOBALS)), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def load_found(path: Path) -> dict:
+    """The checkpoint rank 0 found and checked, on another rank (the results folder is shared):
+    loaded the same way, its record parsed."""
+    state = load(path)
+    state["record"] = json.loads(state["record"])
+    return state
 
 
 def read(path: Path) -> tuple[dict | None, str | None]:

@@ -110,7 +110,7 @@ def execute(run: Run, data: Splits, device: torch.device, results_dir: Path, pro
     resume_from = distributed.broadcast_object(found[0] if found else None)
     if resume_from:
         ckpt = resume_from
-        state = found[2] if main else checkpoint.load(ckpt)  # rank 0 loaded it above
+        state = found[2] if main else checkpoint.load_found(ckpt)  # rank 0 loaded and checked it above
         if not main:
             _continue(trainer, ckpt, state)
         distributed.share_cuda_rng(device)
