@@ -14,7 +14,8 @@ that:
 - every record is completed (an interrupted one was continued, not left behind), and its per-epoch
   metrics (epoch, lr, train loss, validation and test error) are bit-identical to the
   uninterrupted run's;
-- no debris remains: no checkpoint, lock or temporary file, no empty file, only records.
+- no debris remains: no checkpoint, lock or temporary file, no empty file, only records;
+- a signalled run ends as that signal should (Ctrl-C: exit 130, never a one-line error).
 
 Whether a kill landed inside a checkpoint write is seen from the temporary checkpoint file it
 left. Prints one row per kill and a summary; exit code 1 if any experiment differs, leaves
@@ -38,6 +39,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SIGNALS = {"SIGKILL": signal.SIGKILL, "SIGINT": signal.SIGINT, "SIGTERM": signal.SIGTERM}
 METRICS = ("epoch", "lr", "train_loss", "val_error", "test_error")
+# How a signalled run may end: Ctrl-C is "interrupted" (130; -2 while Python starts, before its
+# handler exists); SIGKILL and SIGTERM end the process (their default action). 0: it had finished.
+EXPECTED_EXIT = {"SIGINT": (130, -2, 0), "SIGKILL": (-9, 0), "SIGTERM": (-15, 0)}
 
 
 def command(epochs: int) -> list[str]:
@@ -171,6 +175,8 @@ def run_experiments(args, rng: random.Random, base: Path) -> int:
                 break
             proc.send_signal(SIGNALS[name])
             code = proc.wait()
+            if code not in EXPECTED_EXIT[name]:  # e.g. a Ctrl-C reported as an error
+                failures.append(f"experiment {number}, kill {kill}: {name} ended with exit code {code}")
             writing = in_checkpoint_write(results, left_before)
             summary["kills"] += 1
             summary["in_write"] += writing

@@ -375,3 +375,16 @@ def test_a_full_disk_during_a_run_stops_it_with_one_line(results, capsys, monkey
     assert code == 2 and lines[-1].startswith("error: ") and "No space left on device" in lines[-1], lines
     assert len(lines) == 2  # the header, then the error
     assert not [p for p in results.rglob("*") if p.name.endswith(".tmp") or (p.is_file() and p.stat().st_size == 0)]
+
+
+def test_ctrl_c_during_a_checkpoint_write_is_an_interrupt_not_a_write_error(tmp_path, monkeypatch):
+    real = os.fdopen
+
+    class Interrupted(_FullDisk):
+        def write(self, data):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "fdopen", lambda fd, *a, **k: Interrupted(real(fd, *a, **k), 0))
+    with pytest.raises(KeyboardInterrupt):  # torch reports it as a RuntimeError; the run must see Ctrl-C
+        checkpoint.save(tmp_path / "c.pt", {"w": torch.zeros(10000)})
+    assert list(tmp_path.iterdir()) == []

@@ -104,8 +104,9 @@ class RunLock:
 
 
 class _Writer:
-    """The file torch.save writes to, keeping the OSError of a failed write: torch reports it as
-    "[enforce fail at inline_container.cc] unexpected pos", which says nothing of a full disk."""
+    """The file torch.save writes to, keeping what interrupted a write (an OSError, Ctrl-C): torch
+    turns it into "[enforce fail at inline_container.cc] unexpected pos", which says nothing of a
+    full disk, or of a Ctrl-C."""
 
     def __init__(self, f):
         self.f, self.error = f, None
@@ -113,7 +114,7 @@ class _Writer:
     def write(self, data) -> int:
         try:
             return self.f.write(data)
-        except OSError as e:
+        except BaseException as e:
             self.error = e
             raise
 
