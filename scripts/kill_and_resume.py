@@ -8,7 +8,7 @@ kills also land inside checkpoint writes) gives the reference metrics. Then each
 fresh results folder, starts the same command and sends it SIGKILL, SIGINT or SIGTERM, one to
 three times, each time rerunning the same command, and finally lets it finish. A signal is sent
 after a random delay (uniform over an uninterrupted run's duration), or when the k-th checkpoint
-write of that process (k random) has begun, plus up to 0.1 s (half of the kills each). It checks
+write of that process (k random) has begun, plus up to 5 ms (half of the kills each). It checks
 that:
 
 - every record is completed (an interrupted one was continued, not left behind), and its per-epoch
@@ -118,7 +118,7 @@ def kill_at_random(proc: subprocess.Popen, results: Path, rng: random.Random, du
                    epochs: int, left_before: frozenset) -> tuple[str, float]:
     """Wait, then signal: half the time after a delay uniform over the run's duration, half the time
     when the k-th checkpoint write of this process (k random) has begun (its temporary file
-    appears), plus up to 0.1 s. Returns (when, seconds since the start); when is "" if the run
+    appears), plus up to 5 ms. Returns (when, seconds since the start); when is "" if the run
     ended before the signal."""
     t0 = time.monotonic()
     if rng.random() < 0.5:
@@ -133,7 +133,7 @@ def kill_at_random(proc: subprocess.Popen, results: Path, rng: random.Random, du
         seen += now and not writing
         writing = now
         if writing and seen == target:
-            time.sleep(rng.uniform(0.0, 0.1))
+            time.sleep(rng.uniform(0.0, 0.005))  # a 50 MB write takes ~0.1 s on a quiet machine
             return f"checkpoint write {target} began", time.monotonic() - t0
         time.sleep(0.002)
     return "", time.monotonic() - t0
