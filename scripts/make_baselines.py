@@ -1,7 +1,7 @@
-"""Copy the papers' rows that the specs compare with from ../shared/paper-tables/ into
+"""Copy the papers' rows that the specs compare with from the project's paper-table transcriptions into
 baselines/, adding the `id` column specs name. Values are copied as printed, never edited.
 
-    python scripts/make_baselines.py [--tables ../shared/paper-tables]
+    python scripts/make_baselines.py [--tables DIR]   (DIR: the transcriptions, one CSV per paper table)
 
 bnn.csv <- bnn_table1_test_error.csv; dorefa.csv <- dorefa_table1_svhn.csv (ids
 dorefa-svhn-W{w}A{a}G{g}-{A|B|C|D|all}-{metric}); xnor.csv <- xnor_net_tables.csv (AlexNet

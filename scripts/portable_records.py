@@ -7,9 +7,13 @@ forms the suite now writes, and the configuration hash is recomputed by the one 
 - ``spec.path`` (and ``spec.resolved.path``): ``.../reproductions/NAME.toml`` -> ``reproductions/NAME.toml``;
 - ``data.path``: relative to the data root it was found in (``MNIST/raw``), with ``data.root`` naming
   that root; the embedded MNIST subset relative to the package; synthetic data relative to the cache;
+- ``spec.config_hash``: recomputed by the one rule, settings at their default left out;
 - ``data.test_file``: relative to the data root; ``data.*_cache``: relative to the decoded-image cache;
 - ``spec.resolved.table_columns`` (added since; the measured figures a table shows): the spec's own,
-  where the record has none.
+  where the record has none;
+- the spec's descriptive text (``title``, ``paper``, ``deviations``, ``profile_note``) as the spec
+  file words it now, where the record ran the spec's current configuration (its hash is the one
+  the spec gives today): wording only, as the tables show it.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from suite.records import config_hash, flat, record_config  # noqa: E402
+from suite.spec.schema import defaults  # noqa: E402
 
 ABSOLUTE = re.compile(r"^/")
 
@@ -62,6 +67,26 @@ def _table_columns(name: str) -> list[str]:
     return tomllib.loads(path.read_text()).get("table_columns", []) if path.exists() else []
 
 
+TEXT = ("title", "paper", "deviations", "profile_note")
+
+
+def _current_text(rec: dict) -> dict | None:
+    """The spec's descriptive text today, if the record ran the spec's current configuration."""
+    from suite.errors import UserError
+    from suite.records import run_config
+    from suite.spec import load_spec
+
+    path = ROOT / "reproductions" / f"{rec['spec']['name']}.toml"
+    try:
+        spec = load_spec(path, rec["spec"]["profile"], rec["spec"]["resolved"].get("overrides") or {})
+    except (UserError, OSError):
+        return None
+    resolved = spec.resolved()
+    if config_hash(run_config(resolved, rec["variant"], rec.get("data"), defaults())) != rec["spec"]["config_hash"]:
+        return None
+    return {k: resolved[k] for k in TEXT}
+
+
 def portable(record: dict) -> dict:
     rec = json.loads(json.dumps(record))
     resolved = rec["spec"].get("resolved", {})
@@ -72,7 +97,9 @@ def portable(record: dict) -> dict:
         rec["spec"]["resolved"]["path"] = _spec_path(rec["spec"]["resolved"]["path"])
     if isinstance(rec.get("data"), dict):
         rec["data"] = _data(rec["data"])
-    rec["spec"]["config_hash"] = config_hash(record_config(rec))
+    rec["spec"]["config_hash"] = config_hash(record_config(rec, defaults()))
+    if (text := _current_text(rec)) is not None:
+        rec["spec"]["resolved"].update(text)
     return rec
 
 

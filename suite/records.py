@@ -13,14 +13,21 @@ or to the data folder), no hostnames. Schema version 1 fields:
                --data-dir, SUITE_DATA_DIR, cache, package), n_train, n_val, n_test, test_set}
     model     {parameters, weight_memory_bytes, float32_weight_bytes, weight_memory_saving}
     epochs    [{epoch, lr, train_loss, val_error, test_error, train_seconds, eval_seconds,
-                samples_per_second, peak_rss_mb, peak_cuda_mb}]
+                samples_per_second, peak_rss_mb, peak_cuda_mb, peak_tensor_mb, step_tensor_mb}]
     summary   {epochs_run, best_epoch, best_val_error, test_error_at_best_val, final_test_error,
-               median_epoch_seconds, median_samples_per_second, peak_rss_mb, peak_cuda_mb}
+               median_epoch_seconds, median_samples_per_second, peak_rss_mb, peak_cuda_mb,
+               peak_tensor_mb, step_tensor_mb}
+    tensor_memory_method   how peak_tensor_mb / step_tensor_mb were counted (suite/tensor_memory.py):
+              the bytes held by tensors at the training part's peak (data splits left out), and the
+              largest rise within one step; None where they could not be counted
     provenance {git_commit, versions, device, device_name, torch_threads, fused_cpu_kernels, malloc, ...}
     distributed {world_size (1 without torchrun), backend (gloo | nccl | None),
                  max_weight_difference (torchrun: largest |w_rank - w_rank0| at the end, 0.0 expected)};
               under torchrun an epoch's train_loss is the ranks' mean, its times and peak memory
               the ranks' maximum (a straggler shows)
+    communication {method, options, world_size, bytes_per_step, bytes_per_step_by_part, steps,
+               total_bytes_sent}: a gradient-compression hook's exchange (train.gradient_compression);
+              each epoch then has bytes_sent_per_step, and so has the summary
     error     (a message, when status is failed or diverged; diverged_at_epoch too)
     resumed_at_epochs (the epochs after which an interrupted run was continued, if any)
     A study's record (suite/studies/) has ``epochs`` empty and adds study, params, tables, curves.
@@ -74,10 +81,14 @@ def flat(d: Any, prefix: str = "") -> dict:
     return out
 
 
-def run_config(resolved: dict, variant: str, data: dict | None) -> dict[str, Any]:
+def run_config(resolved: dict, variant: str, data: dict | None, defaults: dict | None = None) -> dict[str, Any]:
     """Everything that decides a run's numbers, flattened to 'table.key' -> value: the resolved
     spec without its cosmetic fields and seeds, the variant's own settings, and the data actually
-    used. Two runs with equal configurations differ only by their seed."""
+    used. Two runs with equal configurations differ only by their seed.
+
+    `defaults` ('table.key' -> the spec's default, `suite.spec.schema.defaults`): settings at their
+    default are left out, so that an option added later, at its default, changes no configuration
+    (records made before it existed still match the runs made after)."""
     chosen = next((v for v in resolved.get("variants", []) if v.get("name") == variant), {})
     config = {k: v for k, v in resolved.items() if k not in COSMETIC}
     for table in ("train", "study"):  # the seeds are the run's, not the configuration's
@@ -85,7 +96,10 @@ def run_config(resolved: dict, variant: str, data: dict | None) -> dict[str, Any
             config[table] = {k: v for k, v in config[table].items() if k != "seeds"}
     config["variant"] = {k: v for k, v in chosen.items() if k not in COSMETIC_VARIANT}
     config["data_used"] = {k: (data or {}).get(k) for k in DATA_USED}
-    return flat(config)
+    out = flat(config)
+    if defaults:
+        out = {k: v for k, v in out.items() if not (k in defaults and v == defaults[k])}
+    return out
 
 
 def config_hash(config: dict[str, Any]) -> str:
@@ -94,16 +108,17 @@ def config_hash(config: dict[str, Any]) -> str:
     return hashlib.sha256(blob).hexdigest()[:12]
 
 
-def record_config(record: dict) -> dict[str, Any]:
+def record_config(record: dict, defaults: dict | None = None) -> dict[str, Any]:
     """A record's run configuration, by the same rule as when it was made."""
-    return run_config(record["spec"]["resolved"], record["variant"], record.get("data"))
+    return run_config(record["spec"]["resolved"], record["variant"], record.get("data"), defaults)
 
 
 # Summary figures a spec may ask its table to show (its `table_columns`): key -> (label, unit, divisor).
 SUMMARY_COLUMNS = {
-    "latent_weight_bytes": ("latent weights", "KiB", 1024),  # measured after training (suite/run/storage.py)
+    "latent_weight_bytes": ("latent weights", "KiB", 1024),  # measured after training (suite/nn/storage.py)
     "weight_storage_bytes": ("all weights + buffers", "KiB", 1024),
     "optimizer_state_bytes": ("optimizer state", "KiB", 1024),
+    "bytes_sent_per_step": ("sent per step per rank", "bytes", 1),  # a gradient-compression hook's count
 }
 
 # --------------------------------------------------------------------- making and writing
@@ -118,14 +133,14 @@ def new_run_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
 
 
-def new_record(resolved: dict, variant: str, seed: int, data: dict | None, provenance: dict,
+def new_record(resolved: dict, variant: str, seed: int, data: dict | None, provenance: dict, config: str,
                run_id: str | None = None, **fields) -> dict:
-    """A run's record as it starts: status "interrupted" until it ends, no epochs yet."""
+    """A run's record as it starts (`config`: its configuration hash): status "interrupted" until
+    it ends, no epochs yet."""
     return {"schema": SCHEMA, "run_id": run_id or new_run_id(), "status": "interrupted", "started": now_utc(),
             "finished": None,
             "spec": {"name": resolved["name"], "path": resolved["path"], "profile": resolved["profile"],
-                     "scaled_down": resolved["scaled_down"],
-                     "config_hash": config_hash(run_config(resolved, variant, data)), "resolved": resolved},
+                     "scaled_down": resolved["scaled_down"], "config_hash": config, "resolved": resolved},
             "variant": variant, "seed": seed, "data": data, **fields,
             "epochs": [], "summary": {}, "provenance": provenance}
 
@@ -194,7 +209,8 @@ def write_record(path: Path, record: dict, overwrite: bool = False) -> None:
 # int, num (finite), num~ (may be NaN or infinite: a diverged loss), str, name (a safe file name,
 # suite.paths.SAFE_NAME), bool, null, obj, arr, any.
 _EPOCH = {"epoch": "int", "train_loss": "num~", "test_error": "num", "val_error?": "num~|null",
-          "train_seconds?": "num", "peak_rss_mb?": "num", "peak_cuda_mb?": "num|null", "test_error_top5?": "num|null"}
+          "train_seconds?": "num", "peak_rss_mb?": "num", "peak_cuda_mb?": "num|null", "test_error_top5?": "num|null",
+          "peak_tensor_mb?": "num|null", "step_tensor_mb?": "num|null", "bytes_sent_per_step?": "num|null"}
 _VARIANT = {"name": "str", "label?": "str|null", "baseline?": "str|null", "weight_quantizer?": "str",
             "input_quantizer?": "str", "gradient_quantizer?": "str", "grid?": {"*": "str"}}
 _GRID_CELL = {"name": "str", "label?": "str|null", "baseline?": "str|null", "grid": {"*": "str"}}

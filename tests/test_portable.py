@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from suite.records import config_hash, read_records, record_config
+from suite.spec.schema import defaults
 
 ROOT = Path(__file__).resolve().parent.parent
 ARGS = ["run", "binaryconnect-mnist", "--profile", "smoke", "--quiet", "--variant", "det", "--seed", "1",
@@ -43,7 +44,7 @@ def test_a_moved_checkout_tabulates_its_records_and_resumes_its_runs(tmp_path):
     assert rec["status"] == "interrupted" and len(rec["epochs"]) == 1
     assert str(tmp_path) not in json.dumps(rec)  # no machine path in the record
     assert rec["spec"]["path"] == "reproductions/binaryconnect-mnist.toml" and rec["data"]["root"] == "package"
-    assert rec["spec"]["config_hash"] == config_hash(record_config(rec))
+    assert rec["spec"]["config_hash"] == config_hash(record_config(rec, defaults()))
 
     resumed = _suite(moved, *ARGS)
     assert resumed.returncode == 0, resumed.stderr[-2000:]

@@ -135,7 +135,7 @@ def test_nes_converges_to_the_gradient_on_a_smooth_function():
 
 def test_stochastic_rounding_is_the_seeds_relaxed_bernoulli_and_unbiased():
     # sign(sigmoid((logit p + logit v) / T) - 1/2) = sign(p + v - 1) = sign((2p - 1) / 2 + u), u = v - 1/2:
-    # the seed's temperature T has no effect after the sign.
+    # the experiment log's temperature T has no effect after the sign.
     p, v = torch.rand(10000, dtype=torch.float64), torch.rand(10000, dtype=torch.float64)
     for t in (0.1, 1.0, 10.0):
         relaxed = torch.sigmoid((torch.logit(p) + torch.logit(v)) / t)

@@ -11,7 +11,8 @@ variant by variant, each comparison a `Row` (what, reference, ours, bound, verdi
   round (`suite/check/timing.py`); fails when the median ratio is above ``TIME_BOUND`` x the
   reference's with 95% confidence (`suite/check/stats.py`); "not judged" when the samples cannot
   decide.
-- **peak memory**: the largest per-epoch resident-set peak; fails above ``MEMORY_BOUND`` x.
+- **peak memory**: the largest per-epoch resident-set peak; fails above ``MEMORY_BOUND`` x. Tensor
+  memory (peak and per-step, exact counts): fails above ``TENSOR_BOUND`` x + ``TENSOR_SLACK_MB``.
 - **study specs** (no training epochs): every number of the summary (timings aside) within the
   accuracy rule, floor ``STUDY_FLOOR`` x its mean; one row names the number closest to its bound.
 - **status**: a run that failed or diverged where the reference's completed fails the check.
@@ -35,6 +36,9 @@ LOSS_FLOOR = 0.05  # ... and this fraction of the reference's mean final trainin
 STUDY_FLOOR = 0.05  # ... and this fraction of each number of a study's summary (studies have no epochs)
 TIME_BOUND = 1.5  # a unit of training work over the calibration loop: ours / reference
 MEMORY_BOUND = 1.5  # peak resident set: ours / reference
+# Tensor memory is an exact count (suite/tensor_memory.py): the same code and torch give the same
+# bytes, so its bound is tight: ours <= TENSOR_BOUND x reference + TENSOR_SLACK_MB.
+TENSOR_BOUND, TENSOR_SLACK_MB = 1.02, 0.5
 
 
 @dataclass
@@ -64,27 +68,13 @@ class Attempt:
         return sorted((r for r in self.records if r["variant"] == variant), key=lambda r: r["seed"])
 
 
-def _spec_defaults() -> dict:
-    """'data.X', 'train.X', 'variant.X' -> the spec's default for that option."""
-    import dataclasses
-
-    from suite.spec import DataSpec, TrainSpec, VariantSpec
-
-    out = {}
-    for prefix, cls in (("data", DataSpec), ("train", TrainSpec), ("variant", VariantSpec)):
-        for f in dataclasses.fields(cls):
-            if f.default is not dataclasses.MISSING:
-                out[f"{prefix}.{f.name}"] = f.default
-            elif f.default_factory is not dataclasses.MISSING:
-                out[f"{prefix}.{f.name}"] = f.default_factory()
-    return out
-
-
 def config_differences(ref: dict, ours: dict) -> list[str]:
     """'key: ref -> ours' for every setting that differs. A key absent on one side (an option added
     or removed since) counts as equal when the other side holds its default or an empty value: a
     new option left at its default changes nothing."""
-    missing, defaults = object(), _spec_defaults()
+    from suite.spec.schema import defaults as spec_defaults
+
+    missing, defaults = object(), spec_defaults()
 
     def neutral(key, v):
         return v is None or v is False or v == [] or v == {} or (key in defaults and v == defaults[key])
@@ -209,6 +199,22 @@ def _memory_row(spec, variant, ref, ours) -> Row | None:
                ratio / MEMORY_BOUND)
 
 
+def _tensor_rows(spec, variant, ref, ours) -> list[Row]:
+    """Peak and per-step tensor memory (exact counts), where both sides counted them."""
+    rows = []
+    for key, metric in (("peak_tensor_mb", "peak tensor MiB"), ("step_tensor_mb", "step tensor MiB")):
+        a = [r["summary"].get(key) for r in ref]
+        b = [r["summary"].get(key) for r in ours]
+        if not a or not b or None in a or None in b:
+            continue
+        limit = TENSOR_BOUND * max(a) + TENSOR_SLACK_MB
+        ok = max(b) <= limit
+        verdict = f"ok ({max(b) - max(a):+.2f} MiB)" if ok else f"MORE MEMORY ({max(b) - max(a):+.2f} MiB)"
+        rows.append(Row(spec, variant, metric, f"{max(a):.2f}", f"{max(b):.2f}",
+                        f"≤ {TENSOR_BOUND:g}x ref + {TENSOR_SLACK_MB:g}", verdict, ok, max(b) / limit))
+    return rows
+
+
 def _variants(records: list[dict]) -> list[str]:
     """The variants run, in the spec's order."""
     ran = {r["variant"] for r in records}
@@ -246,6 +252,7 @@ def compare(spec: str, ref: Attempt, first: Attempt, only: list[str] | None = No
         for metric, get, floor in ACCURACY:
             row = _accuracy_row(spec, variant, metric, get, floor, r_runs, o_runs)
             rows += [row] if row else []
+        rows += _tensor_rows(spec, variant, r_runs, o_runs)
         for row in (time_row(spec, variant, ref, first, final), _memory_row(spec, variant, r_runs, o_runs),
                     _study_row(spec, variant, r_runs, o_runs)):
             rows += [row] if row else []

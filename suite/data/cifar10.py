@@ -5,9 +5,10 @@ Layout (``cifar-10-batches-py/``): ``data_batch_1`` .. ``data_batch_5``, ``batch
 ``test_batch``; each batch unpickles (``encoding="latin1"``) to a dict with ``data`` (uint8
 N x 3072: the R, G, B planes of a 32 x 32 image, row-major) and ``labels``. The test set is
 selectable (``data.test_set``): the standard ``test_batch``, or one of the partial test files
-of ``../shared/data/cifar-10-test-partial/`` (``test_batch_exact_first1000``: test images
-0-999, exact; ``test_batch_mixed_jpeg_q75``: all 10000 test images grouped by class, 9000 of
-them decoded from JPEG q75, a ``lossless`` key marking the exact ones). Every table says which.
+in ``cifar-10-test-partial/``, beside or inside the batches' folder
+(``test_batch_exact_first1000``: test images 0-999, exact; ``test_batch_mixed_jpeg_q75``: all
+10000 test images grouped by class, 9000 of them decoded from JPEG q75, a ``lossless`` key
+marking the exact ones). Every table says which.
 
 Found or downloaded by the data source policy (suite/data/source.py; ``auto`` never downloads
 170 MB by itself). Its stand-in (``"synthetic"``, or ``"auto"`` when no copy is on disk) is a small
@@ -141,7 +142,7 @@ def _read_folder(folder: Path, test_set: str, check_md5: bool = True) -> tuple[d
         raise UserError(f"CIFAR-10 test set {test_set!r}: file {name} not found in {folder}, "
                         f"{folder.parent / PARTIAL_FOLDER} or {folder / PARTIAL_FOLDER}"
                         + ("; data.test_set = \"exact_first1000\" or \"mixed_jpeg_q75\" selects the partial "
-                           "test files of ../shared/data" if test_set == "standard" else ""))
+                           "test files (cifar-10-test-partial/)" if test_set == "standard" else ""))
     genuine = (check_md5 and folder.name == FOLDER and (folder / "test_batch").exists()
                and (folder / META).exists() and _torchvision_passes(folder))
     if genuine:

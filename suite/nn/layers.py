@@ -17,6 +17,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from suite.quant import packing
+
 
 class _QuantMixin:
     def _init_quant(self, weight_quantizer, input_quantizer, gradient_quantizer, clip_value, lr_scale):
@@ -54,6 +56,14 @@ class _QuantMixin:
         scale = getattr(q, "output_scale", None)
         return q(x), (scale(x, self) if scale is not None else None)
 
+    def _saving(self):
+        """The context of the forward pass: saved tensors in bits where a quantizer asks for it
+        (`packed`: its outputs and masks take few values; `suite.quant.packing`)."""
+        if any(getattr(q, "packed", False) for q in (self.weight_quantizer, self.input_quantizer,
+                                                       getattr(self.input_quantizer, "quantizer", None))):
+            return packing.saving_in_bits()
+        return packing.nothing()
+
     def _output(self, y):
         """The gradient quantizer acts on the gradient flowing back into the layer's output (bias
         included, so that every parameter and the input see the quantized error)."""
@@ -69,6 +79,10 @@ class QuantLinear(_QuantMixin, nn.Linear):
         self._init_quant(weight_quantizer, input_quantizer, gradient_quantizer, clip_value, lr_scale)
 
     def forward(self, x):
+        with self._saving():
+            return self._forward(x)
+
+    def _forward(self, x):
         xq, k = self._quantized_input(x)
         # scale the output rather than the weights when it has fewer rows than the weights' fan-in
         w, alpha = self._weight_and_scale(x.numel() < self.in_features * self.in_features)
@@ -89,6 +103,10 @@ class QuantConv2d(_QuantMixin, nn.Conv2d):
         self._init_quant(weight_quantizer, input_quantizer, gradient_quantizer, clip_value, lr_scale)
 
     def forward(self, x):
+        with self._saving():
+            return self._forward(x)
+
+    def _forward(self, x):
         xq, k = self._quantized_input(x)
         # a convolution's output outnumbers its weights: alpha stays on the weights
         w, _ = self._weight_and_scale(False)

@@ -35,7 +35,9 @@ def _baselines(resolved: dict, folder: Path | None):
 
 def _reference_notes(ref: dict) -> list[str]:
     label = ref["label"]
-    where = ("CUDA max_memory_allocated per epoch" if ref["cuda"] else
+    where = ("the peak of bytes held by tensors in the training part of an epoch (parameters, optimizer state, "
+             "gradients, saved activations, temporaries; the data left out), counted by the CPU allocator"
+             if ref.get("tensor") else "CUDA max_memory_allocated per epoch" if ref["cuda"] else
              "the process's resident-set high-water mark per epoch, which also holds the in-memory data and "
              "the PyTorch runtime, the same for every variant: the difference is the training step's")
     notes = [f"Columns against {ref['name']} ({label}, the spec's reference_variant): a variant's test error "

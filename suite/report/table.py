@@ -139,6 +139,7 @@ def _row(name: str, done: list[dict], info: dict, paper: Paper, facts: Facts, co
         "epochs": "/".join(map(str, sorted({r["summary"]["epochs_run"] for r in done}))),
         "s/epoch (train)": fmt(statistics.fmean(r["summary"]["median_epoch_seconds"] for r in done), 2),
         "× float time": None,
+        **_tensor_columns(done),
         "peak RSS (MiB)": fmt(max(r["summary"]["peak_rss_mb"] for r in done), 0),
         **({"peak CUDA (MiB)": fmt(max(cuda), 0)} if cuda else {}),
         "weight memory": f"{wm['weight_memory_bytes'] / 1024:.0f} KiB"
@@ -146,6 +147,22 @@ def _row(name: str, done: list[dict], info: dict, paper: Paper, facts: Facts, co
         **_extra_columns(done[-1]["summary"], columns),
         "_key": name,
     }
+
+
+def _largest(done: list[dict], key: str) -> float | None:
+    values = [r["summary"].get(key) for r in done]
+    return max(values) if values and None not in values else None
+
+
+def _tensor_columns(done: list[dict]) -> dict:
+    """Tensor memory (`suite/tensor_memory.py`), where the records counted it: the training part's
+    peak of bytes held by tensors, and the largest rise within one step."""
+    out = {}
+    for key, label in (("peak_tensor_mb", "peak tensor (MiB)"), ("step_tensor_mb", "step tensor (MiB)")):
+        values = [r["summary"].get(key) for r in done]
+        if values and None not in values:
+            out[label] = fmt(max(values), 1)
+    return out
 
 
 def _extra_columns(summary: dict, columns: list[str]) -> dict:
@@ -191,6 +208,7 @@ def profile_table(records: list[dict], baselines: pd.DataFrame | None) -> tuple[
         cuda = [r["summary"]["peak_cuda_mb"] for r in done if r["summary"].get("peak_cuda_mb") is not None]
         runs[name] = {"done": done, "secs": secs, "rss": max(r["summary"]["peak_rss_mb"] for r in done),
                       "cuda": max(cuda) if cuda else None, "label": v.get("label") or name,
+                      "tensor": _largest(done, "peak_tensor_mb"), "step": _largest(done, "step_tensor_mb"),
                       "float": not _is_quantized(v)}
     float_secs = next((r["secs"] for r in runs.values() if r["float"]), None)
     for row in rows:
@@ -259,10 +277,15 @@ def _reference_columns(rows: list[dict], runs: dict, ref: str, resolved: dict, f
                  f"peak RSS vs {label}": f"{rss_diff:+.0f} MiB ({run['rss'] / r0['rss']:.2f}×)"}
         if run["cuda"] is not None and r0["cuda"]:
             extra[f"peak CUDA vs {label}"] = f"{run['cuda'] - r0['cuda']:+.0f} MiB ({run['cuda'] / r0['cuda']:.2f}×)"
+        for key, name in (("tensor", "peak tensor"), ("step", "step tensor")):
+            if run[key] is not None and r0[key]:
+                extra[f"{name} vs {label}"] = f"{run[key] - r0[key]:+.1f} MiB ({run[key] / r0[key]:.2f}×)"
         if row.get("_key") != ref:
-            on_cuda = run["cuda"] is not None and bool(r0["cuda"])
-            ours, theirs = (run["cuda"], r0["cuda"]) if on_cuda else (run["rss"], r0["rss"])
-            memory_notes.append(f"{run['label']}: {abs(ours - theirs):.0f} MiB "
+            # the most telling memory figure both have: tensors (CPU), the CUDA allocator's, else the resident set
+            kind = "tensor" if run["tensor"] is not None and r0["tensor"] else \
+                "cuda" if run["cuda"] is not None and r0["cuda"] else "rss"
+            ours, theirs = run[kind], r0[kind]
+            memory_notes.append(f"{run['label']}: {abs(ours - theirs):.{1 if kind == 'tensor' else 0}f} MiB "
                                 f"{'lower' if ours < theirs else 'higher'} ({ours / theirs:.2f}×)")
         new = {}
         for k, v in row.items():
@@ -273,5 +296,5 @@ def _reference_columns(rows: list[dict], runs: dict, ref: str, resolved: dict, f
                 new.update(extra)
         out.append(new)
     facts.reference = {"name": ref, "label": r0["label"], "budget": budget, "memory": memory_notes,
-                       "cuda": r0["cuda"] is not None}
+                       "cuda": r0["cuda"] is not None, "tensor": r0["tensor"] is not None}
     return out

@@ -42,6 +42,7 @@ from torch.nn.parallel import DistributedDataParallel
 from suite import settings
 from suite.errors import UserError
 from suite.run.measure import pick_device
+from suite.train import gradient_compression
 from suite.train.forward_gradient import ForwardGradient
 
 TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR")
@@ -218,14 +219,36 @@ class DistributedForwardGradient(ForwardGradient):
         return loss, derivs
 
 
-def for_ranks(method: type, model: nn.Module, device: torch.device) -> tuple[type, nn.Module]:
-    """The training method and the module it trains when distributed: backprop through DDP (its
-    gradient all-reduce), forward gradient averaging its estimates over the ranks."""
+def for_ranks(method: type, model: nn.Module, device: torch.device,
+              compression: str = gradient_compression.NONE) -> tuple[type, nn.Module, object]:
+    """The training method, the module it trains and the gradient-compression hook's state (or
+    None) when distributed: backprop through DDP (its gradient all-reduce, or the hook that
+    replaces it), forward gradient averaging its estimates over the ranks."""
     if not active():
-        return method, model
+        return method, model, None
     if issubclass(method, ForwardGradient):
         broadcast_module(model)
-        return DistributedForwardGradient, model
+        return DistributedForwardGradient, model, None
     ddp = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
                                   forward_sync_buffers=True)  # rank 0's BatchNorm statistics at each step
-    return method, ddp
+    return method, ddp, gradient_compression.attach(ddp, compression)
+
+
+def join_alone() -> None:
+    """A process group of one rank (gloo, a file store in a temporary folder): a run whose spec
+    asks for a gradient-compression hook runs it, and counts its bytes, also outside torchrun."""
+    import tempfile
+
+    if not active():
+        store = tempfile.mkdtemp(prefix="suite-rank0-")
+        dist.init_process_group("gloo", init_method=f"file://{store}/store", rank=0, world_size=1,
+                                timeout=timeout())
+
+
+def gather_to_main(obj) -> list | None:
+    """Every rank's `obj`, in rank order, on rank 0 (None elsewhere)."""
+    if not active():
+        return [obj]
+    out = [None] * world() if is_main() else None
+    dist.gather_object(obj, out, dst=0)
+    return out

@@ -24,12 +24,13 @@ from suite.run.checkpoint import RunLock, checkpoint_path, find_resumable
 from suite.run.measure import provenance
 from suite.run.plan import Run
 from suite.run.trainer import Trainer, train_epochs
+from suite.spec.schema import defaults
 from suite.studies import params_for, study_module
 
 
 def run_config_hash(run: Run, data_info: dict | None) -> str:
     """The configuration hash of the record this run writes (`suite.records.run_config`)."""
-    return config_hash(run_config(run.spec.resolved(), run.variant.name, data_info))
+    return config_hash(run_config(run.spec.resolved(), run.variant.name, data_info, defaults()))
 
 
 def has_checkpoint(results_dir: Path, run: Run, data_info: dict) -> bool:
@@ -118,9 +119,10 @@ def execute(run: Run, data: Splits, device: torch.device, results_dir: Path, pro
         record.setdefault("resumed_at_epochs", []).append(len(record["epochs"]))
         record["distributed"] = distributed.describe()  # this launch's (a rerun may use other ranks)
     else:
-        record = new_record(spec.resolved(), variant.name, run.seed, data.info, provenance(device),
+        record = new_record(spec.resolved(), variant.name, run.seed, data.info, provenance(device), config,
                             run_id=distributed.broadcast_object(new_run_id()),  # rank 0's on every rank
                             model=trainer.model_summary(), memory_method=trainer.peak.cpu_method,
+                            tensor_memory_method=trainer.tensors.method,
                             distributed=distributed.describe())
         ckpt = checkpoint_path(results_dir, spec.name, spec.profile, variant.name, run.seed, record["run_id"])
         if main:
@@ -129,10 +131,11 @@ def execute(run: Run, data: Splits, device: torch.device, results_dir: Path, pro
     path = record_path(results_dir, spec.name, spec.profile, variant.name, run.seed, record["run_id"])
 
     def save_progress() -> None:
+        state = trainer.state_dict()  # every rank: the gradient exchange's state is gathered
         if main:
             checkpoint.save(ckpt, {"meta": {"format": checkpoint.FORMAT, "config_hash": config,
                                             "run_id": record["run_id"], "variant": variant.name, "seed": run.seed},
-                                   "trainer": trainer.state_dict(), "record": checkpoint.record_text(record)})
+                                   "trainer": state, "record": checkpoint.record_text(record)})
             write_record(path, record, overwrite=True)
         distributed.barrier()  # no rank starts the next epoch before the checkpoint to resume from exists
 
@@ -165,8 +168,8 @@ def execute_study(run: Run, device: torch.device, results_dir: Path, progress: b
     """Run one variant x seed of a study and write its record (also when it fails); its path."""
     spec, variant = run.spec, run.variant
     params = params_for(spec, variant)
-    record = new_record(spec.resolved(), variant.name, run.seed, None, provenance(device), study=spec.study.name,
-                        params=dataclasses.asdict(params), tables={}, curves={})
+    record = new_record(spec.resolved(), variant.name, run.seed, None, provenance(device), run_config_hash(run, None),
+                        study=spec.study.name, params=dataclasses.asdict(params), tables={}, curves={})
     path = record_path(Path(results_dir), spec.name, spec.profile, variant.name, run.seed, record["run_id"])
     # A study keeps no checkpoint, but holds a run lock like a training run: the debris of a killed
     # one (a record's temporary file) is then told apart from a live one's (checkpoint.clean_debris).

@@ -81,6 +81,17 @@ def _check_batches(spec: Spec, runs: list[Run], n_train: int) -> None:
 
 def _run_training(spec: Spec, runs: list[Run], options: Options) -> int:
     device = distributed.setup(options.device)  # under torchrun: joins the process group
+    alone = not distributed.active() and any(spec.train_for(r.variant).gradient_compression != "none" for r in runs)
+    if alone:  # a gradient-compression hook needs DDP: a process group of one rank
+        distributed.join_alone()
+    try:
+        return _train_runs(spec, runs, options, device)
+    finally:
+        if alone:
+            distributed.cleanup()
+
+
+def _train_runs(spec: Spec, runs: list[Run], options: Options, device: torch.device) -> int:
     main = distributed.is_main()
     if not main:
         distributed.barrier()  # rank 0 loads (and maybe downloads) the data first, alone

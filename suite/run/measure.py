@@ -126,8 +126,10 @@ def provenance(device: torch.device) -> dict:
     import torchvision
 
     import suite
+    from suite import tensor_memory
     from suite.quant import fused
     from suite.run import allocator
+    from suite.train import directions
 
     return {
         "git_commit": _git_commit(),
@@ -143,4 +145,6 @@ def provenance(device: torch.device) -> dict:
         "cpu_count": os.cpu_count(),
         "fused_cpu_kernels": fused.status(),  # the binary quantizers' CPU path (suite/quant/fused.py)
         "malloc": allocator.state(),  # suite/run/allocator.py
+        "tensor_memory": tensor_memory.status(),  # the counting CPU allocator (suite/tensor_memory.py)
+        "direction_kernels": directions.status(),  # forward-gradient directions (suite/train/directions.py)
     }

@@ -5,6 +5,7 @@ divergence detection, and the summary a record keeps (model selection as the pap
 
 from __future__ import annotations
 
+import gc
 import math
 import random
 import statistics
@@ -13,14 +14,16 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from suite import tensor_memory
 from suite.data import Splits, batch_indices
 from suite.models import build_model
 from suite.nn import latent_clip_targets, weight_memory
+from suite.nn.storage import run_storage
 from suite.run import distributed
 from suite.run.checkpoint import restore_rng_states, rng_states
 from suite.run.measure import PeakMemory, Stopwatch
 from suite.run.plan import Run
-from suite.run.storage import run_storage
+from suite.tensor_memory import TensorMemory
 from suite.train import METHODS
 from suite.train.backprop import count_wrong
 from suite.train.losses import LOSSES
@@ -44,17 +47,24 @@ class Trainer:
         spec, self.train_spec = run.spec, run.spec.train_for(run.variant)
         self.data, self.device = data, device
         self.generator = seed_everything(run.seed)
+        tensor_memory.install()  # before the model exists: every tensor of the run is counted
+        gc.collect()  # what earlier runs in this process left is freed before this one is measured
         self.model = build_model(spec.model_for(run.variant), num_classes=data.num_classes, in_shape=data.in_shape,
                                  quant=run.variant.quant_config()).to(device)
         distributed.check_batch_size(self.train_spec.batch_size, spec.path)
         if self.train_spec.sync_batchnorm:
             self.model = distributed.sync_batchnorm(self.model, device, spec.path)
         self.optimizer = make_optimizer(self.train_spec, self.model)
+        # tensor memory: the data splits are held throughout and are not training state
+        self.tensors = TensorMemory(device, exclude=[data.train_x, data.train_y, data.val_x, data.val_y, data.test_x,
+                                                     data.test_y], model=self.model)
+        self.optimizer.register_step_post_hook(lambda *_: self.tensors.step())  # O(1), no device sync
         self.scheduler = make_scheduler(self.train_spec, self.optimizer)
         self.loss_fn = LOSSES[self.train_spec.loss]
         self.clip_targets = latent_clip_targets(self.model)
         # Under torchrun: backprop trains the model through DDP; self.model stays the plain module.
-        method, trained = distributed.for_ranks(METHODS[self.train_spec.method], self.model, device)
+        method, trained, self.exchange = distributed.for_ranks(METHODS[self.train_spec.method], self.model, device,
+                                                               self.train_spec.gradient_compression)
         self.method = method(trained, self.optimizer, self.loss_fn, self.train_spec, self.clip_targets)
         self.peak = PeakMemory(device)
 
@@ -71,9 +81,10 @@ class Trainer:
                                 self.data.index_device(self.device))  # the host for images gathered there
         batches = distributed.shard_batches(batches)  # this rank's slice of each global batch
         self.peak.reset()
+        self.tensors.reset()
         with Stopwatch(self.device) as clock:
             loss = self.method.epoch(self.data.train_x, self.data.train_y, batches)
-        return loss, clock.seconds, self.peak.read(), len(batches) * t.batch_size
+        return loss, clock.seconds, {**self.peak.read(), **self.tensors.read()}, len(batches) * t.batch_size
 
     def evaluate(self) -> tuple[float | None, float, float | None, float]:
         """Validation error, test error, test top-5 error (None unless the data set reports it), seconds."""
@@ -91,10 +102,12 @@ class Trainer:
         return val_error, 100.0 * counts[k] / max(len(d.test_x), 1), test_top5, clock.seconds
 
     def state_dict(self) -> dict:
-        """Everything the next epoch depends on: weights, optimizer, schedule, method, RNGs."""
+        """Everything the next epoch depends on: weights, optimizer, schedule, method, RNGs, and
+        each rank's gradient-exchange state (a collective under torchrun: every rank calls it)."""
+        exchange = distributed.gather_to_main(self.exchange.state_dict()) if self.exchange is not None else None
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
-                "method": self.method.state_dict(), "rng": rng_states(self.generator)}
+                "method": self.method.state_dict(), "rng": rng_states(self.generator), "exchange": exchange}
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
@@ -103,6 +116,8 @@ class Trainer:
             self.scheduler.load_state_dict(state["scheduler"])
         self.method.load_state_dict(state["method"])
         restore_rng_states(state["rng"], self.generator)
+        if self.exchange is not None and state.get("exchange"):
+            self.exchange.load_state_dict(state["exchange"][distributed.rank()])
 
     def epoch(self, number: int) -> dict:
         lr = self.optimizer.param_groups[0]["lr"]
@@ -113,9 +128,12 @@ class Trainer:
         # Distributed: the loss averaged over the ranks; time and memory of the slowest / largest rank.
         loss = distributed.mean_over_ranks(loss)
         worst = distributed.max_over_ranks({"train_seconds": train_seconds, "eval_seconds": eval_seconds, **memory})
-        return {"epoch": number, "lr": lr, "train_loss": loss.item(), "val_error": val_error,
-                "test_error": test_error, "test_error_top5": test_top5, **worst,
-                "samples_per_second": samples / worst["train_seconds"]}
+        out = {"epoch": number, "lr": lr, "train_loss": loss.item(), "val_error": val_error,
+               "test_error": test_error, "test_error_top5": test_top5, **worst,
+               "samples_per_second": samples / worst["train_seconds"]}
+        if self.exchange is not None:  # bytes each rank sent per step (counted from the tensors sent)
+            out["bytes_sent_per_step"] = self.exchange.bytes_per_step
+        return out
 
 
 def train_epochs(trainer: Trainer, run: Run, record: dict, progress: bool, save_progress) -> None:
@@ -144,6 +162,8 @@ def train_epochs(trainer: Trainer, run: Run, record: dict, progress: bool, save_
         record["status"] = "completed"
     # + the bytes the weights and the optimizer state occupy after training (measured, not computed)
     record["summary"] = {**summarize(record["epochs"]), **run_storage(trainer.model, trainer.optimizer)}
+    if trainer.exchange is not None:
+        record["communication"] = trainer.exchange.summary()
 
 
 def summarize(epochs: list[dict]) -> dict:
@@ -154,6 +174,7 @@ def summarize(epochs: list[dict]) -> dict:
     with_val = [e for e in epochs if e["val_error"] is not None]
     best = min(with_val, key=lambda e: e["val_error"]) if with_val else epochs[-1]
     cuda = [e["peak_cuda_mb"] for e in epochs if e["peak_cuda_mb"] is not None]
+    tensor = {k: [e.get(k) for e in epochs] for k in ("peak_tensor_mb", "step_tensor_mb")}
     return {
         "epochs_run": len(epochs),
         "best_epoch": best["epoch"],
@@ -166,4 +187,7 @@ def summarize(epochs: list[dict]) -> dict:
         "median_samples_per_second": statistics.median(e["samples_per_second"] for e in epochs),
         "peak_rss_mb": max(e["peak_rss_mb"] for e in epochs),
         "peak_cuda_mb": max(cuda) if cuda else None,
+        # tensor memory: the largest over the epochs, or None where an epoch could not count it
+        **{k: (max(v) if v and None not in v else None) for k, v in tensor.items()},
+        **({"bytes_sent_per_step": epochs[-1]["bytes_sent_per_step"]} if "bytes_sent_per_step" in epochs[-1] else {}),
     }

@@ -8,8 +8,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from suite.errors import UserError
+from suite.models import ModelSpec
 from suite.nn import QuantConfig
 from suite.paths import portable_path
+from suite.train.config import TrainSpec
 
 PROFILES = ("smoke", "quick", "paper")
 
@@ -28,31 +30,9 @@ class DataSpec:
     image_size: int | None = None
 
 
-@dataclass(frozen=True)
-class TrainSpec:
-    epochs: int
-    batch_size: int
-    lr_start: float
-    lr_end: float | None = None  # None: constant learning rate
-    lr_schedule: str = "exponential"  # exponential (per epoch, lr_start -> lr_end) | constant
-    method: str = "backprop"
-    loss: str = "squared_hinge"
-    optimizer: str = "adam"
-    momentum: float = 0.0
-    weight_decay: float = 0.0
-    seeds: list[int] = field(default_factory=lambda: [0])
-    eval_batch_size: int = 1000
-    max_loss: float | None = None  # a mean epoch loss above this (or not finite) ends the run as diverged
-    sync_batchnorm: bool = False  # under torchrun: BatchNorm over the global batch (GPUs); else no effect
-    # method = "forward_gradient" only (suite/train/forward_gradient.py):
-    num_directions: int = 1  # random directions per step
-    direction_distribution: str = "gaussian"  # gaussian | rademacher
-    orthogonal_directions: bool = False  # orthonormal within a step and orthogonal to the previous step's
-    batched_directions: bool = False  # all directions in one vmap'ed jvp (faster, num_directions x memory)
-
-
 # Training keys a variant may override; None (the default) keeps the spec's train.* value.
-VARIANT_TRAIN_KEYS = ("method", "optimizer", "lr_start", "lr_end", "num_directions", "direction_distribution",
+VARIANT_TRAIN_KEYS = ("method", "optimizer", "lr_start", "lr_end", "gradient_compression", "num_directions",
+                      "direction_distribution",
                       "orthogonal_directions", "batched_directions")
 FORWARD_GRADIENT_KEYS = ("num_directions", "direction_distribution", "orthogonal_directions", "batched_directions")
 
@@ -78,6 +58,7 @@ class VariantSpec:
     optimizer: str | None = None
     lr_start: float | None = None
     lr_end: float | None = None
+    gradient_compression: str | None = None
     num_directions: int | None = None
     direction_distribution: str | None = None
     orthogonal_directions: bool | None = None
@@ -89,12 +70,6 @@ class VariantSpec:
                            gradient_quantizer=self.gradient_quantizer, clip_weights=self.clip_weights,
                            lr_scale=self.lr_scale, weight_init_range=self.weight_init_range,
                            float_layers=tuple(self.float_layers), latent_bits=self.latent_bits)
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    name: str
-    params: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -155,3 +130,16 @@ class Spec:
         return dataclasses.replace(self.train, **{k: getattr(variant, k) for k in VARIANT_TRAIN_KEYS
                                                   if getattr(variant, k) is not None})
 
+
+
+def defaults() -> dict[str, Any]:
+    """'data.X', 'train.X', 'variant.X' -> the spec's default for that option (as a run
+    configuration names it: `suite.records.run_config`)."""
+    out = {}
+    for prefix, cls in (("", Spec), ("data.", DataSpec), ("train.", TrainSpec), ("variant.", VariantSpec)):
+        for f in dataclasses.fields(cls):
+            if f.default is not dataclasses.MISSING:
+                out[f"{prefix}{f.name}"] = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                out[f"{prefix}{f.name}"] = f.default_factory()
+    return out

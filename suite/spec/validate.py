@@ -115,6 +115,7 @@ def _validate_variant(spec: Spec, v: VariantSpec) -> None:
             raise UserError(f"{where}.{key}: must be positive, got {value}")
     if v.latent_bits != 32:
         _validate_latent_bits(spec, v)
+    _validate_lean_adam(spec, v)
     _try_build(spec, v)
 
 
@@ -150,6 +151,13 @@ def _validate_latent_bits(spec: Spec, v: VariantSpec) -> None:
     if spec.train_for(v).method != "backprop":
         raise UserError(f"{where}: k-bit latent weights train by backprop only, got method "
                         f"{spec.train_for(v).method!r}")
+
+
+def _validate_lean_adam(spec: Spec, v: VariantSpec) -> None:
+    """The in-backward 8-bit Adam (suite/train/lean_optim.py) updates 8-bit latent codes."""
+    if spec.train_for(v).optimizer == "lean_adam" and v.latent_bits != 8:
+        raise UserError(f"{spec.path}: variants.{v.name}: optimizer 'lean_adam' updates 8-bit latent weights: "
+                        f"set latent_bits = 8 (got {v.latent_bits})")
 
 
 def _try_build(spec: Spec, variant: VariantSpec) -> None:
@@ -194,6 +202,16 @@ def _validate_training(spec: Spec, where: str, t: TrainSpec, variant: VariantSpe
     if t.num_directions < 1:
         raise UserError(f"{w}: {key('num_directions')}: must be at least 1, got {t.num_directions}")
     _one_of(f"{w}: {key('direction_distribution')}", t.direction_distribution, DISTRIBUTIONS)
+    from suite.train.gradient_compression import NONE, parse
+
+    if t.gradient_compression != NONE:
+        try:
+            parse(t.gradient_compression)
+        except UserError as e:
+            raise UserError(f"{w}: {key('gradient_compression')}: {e}") from None
+        if t.method != "backprop":
+            raise UserError(f"{w}: {key('gradient_compression')}: a DDP communication hook compresses backprop's "
+                            f"gradients; method {t.method!r} exchanges no gradients")
     if variant is not None and t.method != "forward_gradient":
         for name in FORWARD_GRADIENT_KEYS:
             if getattr(variant, name) is not None:

@@ -38,6 +38,7 @@ from suite.typed import build
 STUDIES = {
     "quantization_error": "suite.studies.quantization_error",
     "gradient_fidelity": "suite.studies.gradient_fidelity",
+    "memory": "suite.studies.memory",
 }
 
 

@@ -1,9 +1,10 @@
-"""Quantization error measured by cosine similarity (seed 002, the slide of that name).
+"""Quantization error measured by cosine similarity (the slide of that name).
 
-The slide (Zhou, "Neural Network Approximation: Low rank, Sparsity, and Quantization", Megvii,
-Mar. 2019) tabulates the cosine similarity between the float product W x and the product of an
-n-bit W and an m-bit x, n, m in {1, 2, 3, 4, 6, 8, float}: "W_{b_s n} is n-bit quantization of
-real W; x is Gaussian R.V. clipped by tanh". It states no quantizer, distribution or size; ours:
+The slide (Shuchang Zhou, "Neural Network Approximation: Low rank, Sparsity, and Quantization",
+slides, Megvii, Mar. 2019) tabulates the cosine similarity between the float product W x and the
+product of an n-bit W and an m-bit x, n, m in {1, 2, 3, 4, 6, 8, float}: "W_{b_s n} is n-bit
+quantization of real W; x is Gaussian R.V. clipped by tanh". It states no quantizer, distribution
+or size; ours:
 
 - x = tanh(g), g ~ N(0, input_scale^2) (the slide), quantized by `input_quantizer`, by default
   the slides' own "Deterministic Quantization" Q_k(X) = alpha quantize_k((X - beta) / alpha) + beta,
