@@ -50,9 +50,8 @@ def records(results: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted((results / "records").rglob("*.json"))]
 
 
-@pytest.fixture
-def interrupted(results, capsys, monkeypatch) -> Path:
-    """A genuine checkpoint: the run is interrupted (Ctrl-C) right after its first epoch's checkpoint."""
+def interrupt_after_first_checkpoint(monkeypatch, results: Path, *extra: str) -> Path:
+    """Run RUN + extra, interrupted (Ctrl-C) right after its first epoch's checkpoint; that checkpoint."""
     original = execute.train_epochs
 
     def stop_after_first_checkpoint(trainer, run_, record, progress, save_progress):
@@ -64,9 +63,16 @@ def interrupted(results, capsys, monkeypatch) -> Path:
 
     with monkeypatch.context() as m:
         m.setattr(execute, "train_epochs", stop_after_first_checkpoint)
-        assert main(RUN) == 130
-    capsys.readouterr()
+        assert main([*RUN, *extra]) == 130
     (path,) = results.joinpath(*FOLDER).glob("*.pt")
+    return path
+
+
+@pytest.fixture
+def interrupted(results, capsys, monkeypatch) -> Path:
+    """A genuine checkpoint of an interrupted run."""
+    path = interrupt_after_first_checkpoint(monkeypatch, results)
+    capsys.readouterr()
     return path
 
 
@@ -88,6 +94,25 @@ def test_a_checkpoint_holds_plain_data_only_and_resumes(interrupted, results, ca
     (rec,) = records(results)
     assert rec["status"] == "completed" and rec["resumed_at_epochs"] == [1]
     assert sorted(p.name for p in results.joinpath(*FOLDER).iterdir()) == []  # checkpoint and lock removed
+
+
+@pytest.mark.parametrize("hook", ["terngrad", "gradient_dropping(rate=0.9)"])
+def test_a_gradient_compression_state_resumes_from_a_weights_only_checkpoint(hook, results, capsys, monkeypatch):
+    """The hook's state (TernGrad's generator, dropping's residuals, the byte counts) is plain data
+    in the checkpoint, and the resumed run ends as an uninterrupted one does, bit for bit."""
+    compressed = ["--set", f"train.gradient_compression={hook}"]
+    path = interrupt_after_first_checkpoint(monkeypatch, results, *compressed)
+    assert torch.serialization.get_unsafe_globals_in_checkpoint(str(path)) == []
+    state, why = checkpoint.read(path)
+    assert why is None and state["trainer"]["exchange"][0]["steps"] > 0
+    code, lines = run(capsys, *compressed)
+    assert code == 0 and not any(line.startswith("note") for line in lines), lines
+    (resumed,) = records(results)
+    assert main([*RUN, *compressed, "--results-dir", str(results.parent / "uninterrupted")]) == 0
+    (whole,) = records(results.parent / "uninterrupted")
+    keys = ("epoch", "lr", "train_loss", "val_error", "test_error", "bytes_sent_per_step")
+    assert resumed["resumed_at_epochs"] == [1] and resumed["communication"]["steps"] == whole["communication"]["steps"]
+    assert [[e[k] for k in keys] for e in resumed["epochs"]] == [[e[k] for k in keys] for e in whole["epochs"]]
 
 
 def test_rng_states_round_trip_through_a_weights_only_load(tmp_path):
