@@ -299,13 +299,26 @@ SETS = {
     "deep-value": ("train.seeds=" + "[" * 3000, "train.seeds: expected a list"),
     "control-characters": ("train.epo\nchs=1", "unknown key 'train.'epo\\nchs''"),
     "model-unknown-arg": ("model.hiden=[64]", "model.hiden: not an argument of model 'mlp'"),
+    # a gradient-compression hook (train.gradient_compression): its name, arguments and their values
+    "compression-unknown": ("train.gradient_compression=terngard", "did you mean 'terngrad'"),
+    "compression-rate-99": ("train.gradient_compression=gradient_dropping(rate=99)", "rate (the drop rate R"),
+    "compression-scope": ('train.gradient_compression=gradient_dropping(scope="row")', "scope must be one of"),
+    "compression-clip-negative": ("variants.det.gradient_compression=terngrad(clip=-1)",
+                                  "variants.det.gradient_compression: 'terngrad(clip=-1)': clip must be a number"),
+    "compression-min-size-zero": ("train.gradient_compression=terngrad(min_size=0)", "min_size must be an integer"),
+    "compression-arg-twice": ("train.gradient_compression=terngrad(clip=1, clip=2)", "argument 'clip' given twice"),
+    "compression-star-star": ("train.gradient_compression=terngrad(**{})", "no ** arguments"),
+    "compression-code": ("train.gradient_compression=terngrad(clip=__import__('os'))", "key=value literals"),
+    "compression-forward-gradient": ("variants.det.gradient_compression=terngrad",
+                                     "exchanges no gradients", "train.method=forward_gradient"),
 }
 
 
 @pytest.mark.parametrize("case", SETS, ids=list(SETS))
 def test_bad_set_is_one_line(case, capsys, untouched):
-    item, needle = SETS[case]
-    line = one_line_error(capsys, ["run", "binaryconnect-mnist", *SMOKE, "--set", item], needle)
+    item, needle, *more = SETS[case]
+    line = one_line_error(capsys, ["run", "binaryconnect-mnist", *SMOKE, "--set", item,
+                                   *(a for m in more for a in ("--set", m))], needle)
     assert str(BASE) in line or "--set" in line  # the file, or the option the value came from
 
 
