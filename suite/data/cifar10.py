@@ -71,7 +71,9 @@ def read_batch(path: Path) -> dict[str, torch.Tensor]:
         entry = _BatchUnpickler(io.BytesIO(Path(path).read_bytes()), encoding="latin1").load()
     except (OSError, pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError,
             KeyError, RecursionError, MemoryError) as e:
-        raise UserError(f"{path}: cannot read a CIFAR-10 batch ({type(e).__name__}: {str(e)[:200]})") from None
+        raise UserError(f"{path}: cannot read a CIFAR-10 batch ({type(e).__name__}: {str(e)[:200]}); expected a "
+                        "pickled dict with 'data' (uint8 N x 3072) and 'labels' (N integers in 0..9): the file is "
+                        "damaged, incomplete or not a batch: delete it and get it again") from None
     if not isinstance(entry, dict) or "data" not in entry or "labels" not in entry:
         keys = sorted(entry) if isinstance(entry, dict) else type(entry).__name__
         raise UserError(f"{path}: not a CIFAR-10 batch (expected keys 'data' and 'labels', found {keys})")

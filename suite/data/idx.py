@@ -25,8 +25,8 @@ def read_idx(path: Path, expect_ndim: int) -> torch.Tensor:
         with opener(path, "rb") as f:
             raw = f.read()
     except (OSError, EOFError, zlib.error) as e:  # gzip raises these on truncated or corrupt data
-        raise UserError(f"{path}: cannot read ({e}); the file is damaged or incomplete: "
-                        "delete it and get it again") from None
+        raise UserError(f"{path}: cannot read ({e}); expected {'gzip-compressed ' if opener is gzip.open else ''}"
+                        "IDX data: the file is damaged or incomplete: delete it and get it again") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
         raise UserError(f"{path}: not an IDX file (bad magic number {raw[:4].hex() or 'empty'}; "
                         f"expected 0000{_UBYTE:02x}{expect_ndim:02x})")

@@ -44,7 +44,8 @@ def _read_folder(folder: Path) -> dict[str, torch.Tensor]:
             raise UserError(f"{paths[split + '_images']}: images must be 28 x 28, got "
                             f"{' x '.join(map(str, images.shape[1:]))}")
         if len(images) != len(labels):
-            raise UserError(f"{folder}: {split} images and labels differ in count ({len(images)} vs {len(labels)})")
+            raise UserError(f"{paths[split + '_labels']}: {len(labels)} labels, expected one per image of "
+                            f"{paths[split + '_images']} ({len(images)}): {split} images and labels differ in count")
         if len(labels) and int(labels.max()) > 9:
             raise UserError(f"{paths[split + '_labels']}: labels must be digits 0..9, found {int(labels.max())}")
         out[f"{split}_labels"] = labels.long()
