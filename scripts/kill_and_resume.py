@@ -103,6 +103,9 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0, help="seed of the random delays and signals")
     ap.add_argument("--keep", action="store_true", help="keep the results folders (printed)")
     args = ap.parse_args()
+    # A shell starts a background job with Ctrl-C ignored, and the runs would inherit that: a SIGINT
+    # would then be no interrupt at all. Its default handler here gives the runs the default action.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     rng = random.Random(args.seed)
     base = Path(tempfile.mkdtemp(prefix="kill-and-resume-"))
     try:
