@@ -112,12 +112,13 @@ def _planned(args):
 
 
 def _results_dir(given: Path | None) -> Path:
-    from suite.paths import results_dir
+    """The results folder (--results-dir, $SUITE_RESULTS_DIR or results/), checked writable before
+    anything runs."""
+    from suite import settings
+    from suite.paths import results_dir, writable_folder
 
-    out = Path(given) if given else results_dir()
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--results-dir {out}: a file, not a folder")
-    return out
+    what = "--results-dir" if given else "$SUITE_RESULTS_DIR" if settings.results_dir() else "results folder"
+    return writable_folder(Path(given) if given else results_dir(), what)
 
 
 def _report(args, out: Path, spec) -> None:
@@ -215,6 +216,8 @@ def cmd_check(args) -> int:
     from suite.paths import project_root, results_dir
 
     root = Path(args.reference_dir) if args.reference_dir else results_dir() / "reference"
+    if root.exists() and not root.is_dir():
+        raise UserError(f"--reference-dir {root}: a file, not a folder")
     if sum([bool(args.specs), args.all, bool(args.benchmarks)]) != 1:
         raise UserError("check: give spec names, --all, or --benchmarks BENCH.json (one of them)")
     if args.benchmarks:

@@ -40,6 +40,7 @@ Errors are in percent, times in seconds, memory in MiB ("mb").
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import math
@@ -51,9 +52,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from suite.errors import UserError
+from suite.paths import safe_name
+
 SCHEMA = 1
 STATUSES = ("completed", "interrupted", "diverged", "failed")
 MAX_RECORD_BYTES = 64 << 20
+MAX_DEPTH = 64  # nesting a record may have (its resolved spec is a few levels deep)
+RUN_ID = r"\d{8}T\d{6}Z-[0-9a-f]{6}"  # new_run_id(): start time, random suffix
 
 # --------------------------------------------------------------------- the run's configuration
 
@@ -152,12 +158,26 @@ def record_path(results_dir: Path, spec: str, profile: str, variant: str, seed: 
     return inside(Path(results_dir), "records", spec, profile, f"{run_id}-{variant}-s{seed}.json")
 
 
+def write_error(path: Path, e: BaseException) -> UserError:
+    """A write into the results folder that failed (full disk, read-only or foreign folder), as
+    the one line the command prints."""
+    why = e.strerror if isinstance(e, OSError) and e.strerror else str(e).strip().splitlines()[0][:200]
+    hint = {errno.ENOSPC: "free some space", errno.EDQUOT: "free some space (disk quota)",
+            errno.EROFS: "choose a writable --results-dir", errno.EACCES: "choose a writable --results-dir",
+            errno.EPERM: "choose a writable --results-dir"}.get(getattr(e, "errno", None), "check the folder")
+    return UserError(f"{path}: cannot write ({why}); {hint}, then rerun the same command (what was written "
+                     "before is kept: a run continues from its last checkpoint)")
+
+
 def write_atomic(path: Path, data: str | bytes, overwrite: bool = False) -> None:
     """Write via a temporary file in the same folder, fsync, then rename: a reader sees the old
-    file or the whole new one, never a half. With overwrite=False an existing file is an error."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    file or the whole new one, never a half. With overwrite=False an existing file is an error
+    (FileExistsError). A write that fails (full disk, read-only folder) is a one-line UserError
+    and leaves no temporary file."""
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide records from other users of a shared results/
         with os.fdopen(fd, "wb" if isinstance(data, bytes) else "w") as f:
             f.write(data)
@@ -167,11 +187,13 @@ def write_atomic(path: Path, data: str | bytes, overwrite: bool = False) -> None
             os.replace(tmp, path)
         else:
             os.link(tmp, path)  # fails if path exists: never clobber a record
-            os.unlink(tmp)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    except FileExistsError:
         raise
+    except OSError as e:
+        raise write_error(path, e) from None
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def write_record(path: Path, record: dict, overwrite: bool = False) -> None:
@@ -181,73 +203,124 @@ def write_record(path: Path, record: dict, overwrite: bool = False) -> None:
 
 # --------------------------------------------------------------------- reading and checking
 
-_NUMBER = (int, float)
-_OPTIONAL_NUMBER = (int, float, type(None))
-# field -> accepted types, for every record; the report and the check rely on these.
-_FIELDS = {"schema": (int,), "run_id": (str,), "status": (str,), "spec": (dict,), "variant": (str,),
-           "seed": (int,), "epochs": (list,), "summary": (dict,), "provenance": (dict,)}
-_SPEC_FIELDS = {"name": (str,), "profile": (str,), "scaled_down": (bool,), "config_hash": (str,),
-                "resolved": (dict,)}
-_EPOCH_FIELDS = {"epoch": (int,), "train_loss": _NUMBER, "test_error": _NUMBER}
-_EPOCH_OPTIONAL = {"val_error": _OPTIONAL_NUMBER, "train_seconds": _NUMBER, "peak_rss_mb": _NUMBER,
-                   "peak_tensor_mb": _OPTIONAL_NUMBER, "step_tensor_mb": _OPTIONAL_NUMBER}
-# A completed training run's summary, as tables read it.
-_SUMMARY_FIELDS = {"epochs_run": (int,), "test_error_at_best_val": _NUMBER, "median_epoch_seconds": _NUMBER,
-                   "peak_rss_mb": _NUMBER}
+# The record's schema: every field a reader of records (report/, check/) uses, with the JSON types
+# it may hold. A dict is an object's fields ("key?": optional; "*": every value of a map), a list
+# [shape] an array of such items, a tuple alternatives, a string the accepted types joined by "|":
+# int, num (finite), num~ (may be NaN or infinite: a diverged loss), str, name (a safe file name,
+# suite.paths.SAFE_NAME), bool, null, obj, arr, any.
+_EPOCH = {"epoch": "int", "train_loss": "num~", "test_error": "num", "val_error?": "num~|null",
+          "train_seconds?": "num", "peak_rss_mb?": "num", "peak_cuda_mb?": "num|null", "test_error_top5?": "num|null",
+          "peak_tensor_mb?": "num|null", "step_tensor_mb?": "num|null", "bytes_sent_per_step?": "num|null"}
+_VARIANT = {"name": "str", "label?": "str|null", "baseline?": "str|null", "weight_quantizer?": "str",
+            "input_quantizer?": "str", "gradient_quantizer?": "str", "grid?": {"*": "str"}}
+_GRID_CELL = {"name": "str", "label?": "str|null", "baseline?": "str|null", "grid": {"*": "str"}}
+_RESOLVED = {"title": "str", "baselines": "name", "paper?": "str", "variants": [_VARIANT],
+             "grid_cells?": [_GRID_CELL], "deviations?": ["str"], "overrides?": "obj", "profile_note?": "str|null",
+             "reference_variant?": "str|null", "table_columns?": ["str"],
+             "train?": ({"batch_size?": "int|null"}, "null"), "data?": "obj|null", "model?": "obj|null",
+             "study?": "obj|null"}
+_RECORD = {"schema": "int", "run_id": "str", "status": "str", "variant": "str", "seed": "int",
+           "spec": {"name": "name", "profile": "name", "scaled_down": "bool", "config_hash": "str",
+                    "resolved": _RESOLVED},
+           "data?": ({"n_train?": "int|null"}, "null"), "model?": "obj|null", "epochs": [_EPOCH], "summary": "obj",
+           "provenance": "obj", "study?": "str"}
+# ... and what a completed run's tables read besides
+_PROVENANCE = {"device": "str", "device_name": "any", "torch": "any", "torch_threads": "any", "git_commit": "any",
+               "malloc?": "str"}
+_COMPLETED_TRAINING = {
+    "data": {"n_train?": "int|null"},
+    "model": {"weight_memory_bytes": "num", "weight_memory_saving": "num"},
+    "summary": {"epochs_run": "int", "test_error_at_best_val": "num", "median_epoch_seconds": "num",
+                "peak_rss_mb": "num", "final_test_error?": "num", "min_test_error?": "num|null",
+                "test_error_top5_at_best_val?": "num|null", "peak_cuda_mb?": "num|null",
+                **{f"{key}?": "num|null" for key in SUMMARY_COLUMNS}},
+    "provenance": _PROVENANCE}
+_COMPLETED_STUDY = {"summary": {"seconds": "num"}, "provenance": _PROVENANCE, "tables": "obj", "curves?": "obj"}
+_TYPE_NAMES = {"int": "an integer", "num": "a finite number", "num~": "a number", "str": "a string",
+               "name": "a safe name (letters, digits, '_', '.', '+', '-')", "bool": "true or false", "null": "null",
+               "obj": "an object", "arr": "an array", "any": "anything"}
 
 
-def _type_names(types: tuple) -> str:
-    return " or ".join("null" if t is type(None) else {"int": "integer", "float": "number", "str": "string",
-                                                       "dict": "object", "list": "array", "bool": "boolean"}[t.__name__]
-                       for t in types)
+def _fits(value: Any, token: str) -> bool:
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    return {"int": isinstance(value, int) and not isinstance(value, bool),
+            "num": number and math.isfinite(value), "num~": number, "str": isinstance(value, str),
+            "name": isinstance(value, str) and safe_name(value), "bool": isinstance(value, bool),
+            "null": value is None, "obj": isinstance(value, dict), "arr": isinstance(value, list),
+            "any": True}[token]
 
 
-def _has(obj: dict, fields: dict, where: str, optional: bool = False) -> str | None:
-    for key, types in fields.items():
-        value = obj.get(key, ...)
-        if value is ...:
-            if optional:
-                continue
-            return f"{where}{key}: missing"
-        if not isinstance(value, types) or (bool not in types and isinstance(value, bool)):
-            return f"{where}{key}: expected {_type_names(types)}, got {type(value).__name__}"
-        if isinstance(value, float) and not math.isfinite(value) and key not in ("train_loss", "val_error"):
-            return f"{where}{key}: not a finite number ({value})"
+def _shown(value: Any) -> str:
+    if isinstance(value, dict | list):
+        return "an object" if isinstance(value, dict) else "an array"
+    return "null" if value is None else f"{type(value).__name__} {str(value)[:40]!r}"
+
+
+def schema_problem(value: Any, shape: Any, where: str) -> str | None:
+    """What in `value` does not fit `shape` (the schema language above), as 'where.key: ...'."""
+    if isinstance(shape, str):
+        tokens = shape.split("|")
+        if any(_fits(value, t) for t in tokens):
+            return None
+        return f"{where}: expected {' or '.join(_TYPE_NAMES[t] for t in tokens)}, got {_shown(value)}"
+    if isinstance(shape, tuple):  # alternatives: the first that fits, else the first's complaint
+        problems = [schema_problem(value, alternative, where) for alternative in shape]
+        return None if None in problems else problems[0]
+    if isinstance(shape, list):
+        if not isinstance(value, list):
+            return f"{where}: expected an array, got {_shown(value)}"
+        return next((p for i, item in enumerate(value) if (p := schema_problem(item, shape[0], f"{where}[{i}]"))),
+                    None)
+    if not isinstance(value, dict):
+        return f"{where}: expected an object, got {_shown(value)}"
+    for key, sub in shape.items():
+        if key == "*":
+            problem = next((p for k, v in value.items() if (p := schema_problem(v, sub, f"{where}.{k}"))), None)
+        elif key.rstrip("?") not in value:
+            problem = None if key.endswith("?") else f"{where}.{key}: missing"
+        else:
+            problem = schema_problem(value[key.rstrip("?")], sub, f"{where}.{key.rstrip('?')}")
+        if problem:
+            return problem.lstrip(".")
     return None
 
 
+def depth(value: Any) -> int:
+    """How deeply arrays and objects nest in `value` (iterative: any depth)."""
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        node, level = todo.pop()
+        if isinstance(node, dict | list):
+            deepest = max(deepest, level)
+            todo += [(child, level + 1) for child in (node.values() if isinstance(node, dict) else node)]
+    return deepest
+
+
 def check_record(rec: Any) -> str | None:
-    """What is wrong with a parsed record (one line), or None: the fields every reader of records
-    relies on, with their types."""
+    """What is wrong with a parsed record (one line), or None: every field a reader of records
+    relies on, with its types (`_RECORD`; a completed run's too)."""
     if not isinstance(rec, dict):
-        return f"expected a JSON object, got {type(rec).__name__}"
-    problem = _has(rec, _FIELDS, "")
-    if problem:
+        return f"expected a JSON object, got {_shown(rec)}"
+    if depth(rec) > MAX_DEPTH:
+        return f"nested more than {MAX_DEPTH} levels deep: not a record"
+    if problem := schema_problem(rec, {k: v for k, v in _RECORD.items() if k in ("schema",)}, ""):
         return problem
     if rec["schema"] != SCHEMA:
         return f"schema {rec['schema']!r}, this suite reads {SCHEMA}"
-    if rec["status"] not in STATUSES:
-        return f"unknown status {rec['status']!r}; expected one of {', '.join(STATUSES)}"
-    problem = _has(rec["spec"], _SPEC_FIELDS, "spec.")
-    if problem:
+    if problem := schema_problem(rec, _RECORD, ""):
         return problem
-    if not isinstance(rec["spec"]["resolved"].get("variants", []), list):
-        return "spec.resolved.variants: expected an array"
-    for i, epoch in enumerate(rec["epochs"]):
-        if not isinstance(epoch, dict):
-            return f"epochs[{i}]: expected an object"
-        if problem := _has(epoch, _EPOCH_FIELDS, f"epochs[{i}].") or \
-                _has(epoch, _EPOCH_OPTIONAL, f"epochs[{i}].", optional=True):
-            return problem
-    if rec["status"] == "completed" and not rec.get("study"):
-        if not rec["epochs"]:
-            return "a completed training run with no epochs"
-        if problem := _has(rec["summary"], _SUMMARY_FIELDS, "summary."):
-            return problem
-        if not isinstance(rec.get("model"), dict) or not isinstance(rec["model"].get("weight_memory_bytes"), _NUMBER):
-            return "model.weight_memory_bytes: missing"
-    if rec.get("data") is not None and not isinstance(rec["data"], dict):
-        return "data: expected an object"
+    if rec["status"] not in STATUSES:
+        return f"status: unknown {rec['status']!r}; expected one of {', '.join(STATUSES)}"
+    if rec["status"] != "completed":
+        return None
+    if rec.get("study") is not None:
+        return schema_problem(rec, _COMPLETED_STUDY, "")
+    if not rec["epochs"]:
+        return "epochs: a completed training run with none"
+    if problem := schema_problem(rec, _COMPLETED_TRAINING, ""):
+        return problem
+    if rec["spec"]["resolved"].get("reference_variant") is not None:  # the reference columns read these
+        return schema_problem(rec, {"summary": {"final_test_error": "num"}, "epochs": [{"train_seconds": "num"}]}, "")
     return None
 
 
@@ -270,6 +343,11 @@ def read_records(results_dir: Path, spec: str | None = None) -> tuple[list[dict]
     records, problems = [], []
     for path in sorted(base.rglob("*.json")) if base.is_dir() else []:
         rec, problem = read_record(path)
+        where = path.relative_to(base).parts[:-1]  # (SPEC, PROFILE) in a results folder's layout
+        if rec is not None and len(where) == (1 if spec else 2) and \
+                (rec["spec"]["name"], rec["spec"]["profile"])[2 - len(where):] != where:
+            problem = (f"in the folder of {'/'.join(where)} but its spec is {rec['spec']['name']} "
+                       f"[{rec['spec']['profile']}]")
         if problem:
             problems.append((path, problem))
             continue

@@ -6,6 +6,7 @@ temporary folder, then each variant's time samples (`suite/check/timing.py`)."""
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import tempfile
 import time
@@ -26,6 +27,17 @@ DEFAULT_SEEDS = {"smoke": 5}  # reference seeds per profile for --update (others
 DEFAULT_THREADS = 1  # torch threads of a new reference (the check uses the reference's)
 
 
+MAX_META_BYTES = 16 << 20
+
+
+def _integer(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _positive(x) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) and x > 0
+
+
 def reference_dir(root: Path, spec: str, profile: str) -> Path:
     return Path(root) / spec / profile
 
@@ -37,24 +49,35 @@ def _fail(folder: Path, why: str) -> UserError:
 def read_reference(folder: Path) -> Attempt | None:
     """The reference in `folder` (its meta, records and time samples), or None when there is none.
     A reference that cannot be used is a one-line UserError, never a pass."""
-    meta_path = Path(folder) / META
-    if not meta_path.exists():
+    folder = Path(folder)
+    meta_path = folder / META
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"{folder}: a file where the reference folder should be; remake the reference with "
+                        "check --update")
+    if not meta_path.exists() and not meta_path.is_symlink():
         return None
     try:
+        if not meta_path.is_file():
+            raise _fail(folder, "not a regular file")
+        if meta_path.stat().st_size > MAX_META_BYTES:
+            raise _fail(folder, f"larger than {MAX_META_BYTES >> 20} MiB")
         meta = json.loads(meta_path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise _fail(folder, f"unreadable ({type(e).__name__})") from None
     if not isinstance(meta, dict):
         raise _fail(folder, f"expected a JSON object, got {type(meta).__name__}")
     seeds, threads = meta.get("seeds"), meta.get("threads")
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
+    if not isinstance(seeds, list) or not seeds or not all(_integer(s) for s in seeds):
         raise _fail(folder, "seeds: expected a non-empty list of integers")
-    if not isinstance(threads, int) or threads < 1:
+    if not _integer(threads) or threads < 1:
         raise _fail(folder, "threads: expected a positive integer")
     samples = meta.get("timing", {})
-    if not isinstance(samples, dict) or not all(isinstance(v, dict) and isinstance(v.get("samples"), list)
-                                                for v in samples.values()):
-        raise _fail(folder, "timing: expected {variant: {unit_epochs, samples}}")
+    if not isinstance(samples, dict) or not all(
+            isinstance(v, dict) and isinstance(v.get("samples"), list) and all(_positive(x) for x in v["samples"])
+            and (v.get("unit_epochs") is None or (_integer(v["unit_epochs"]) and v["unit_epochs"] >= 1))
+            for v in samples.values()):
+        raise _fail(folder, "timing: expected {variant: {unit_epochs: a positive integer, samples: [positive "
+                            "numbers]}}")
     records, problems = read_records(folder)
     if problems:
         path, why = problems[0]

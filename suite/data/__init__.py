@@ -159,7 +159,7 @@ def load_splits(data_spec, data_dir=None, download: bool = True) -> Splits:
         n_test = min(n_test, len(arrays["test_images"]))
     if n_train + n_val > n_avail:
         raise UserError(f"data.train_size + data.val_size = {n_train + n_val} exceeds the "
-                        f"{n_avail} training images of {name} ({info['path']})")
+                        f"{n_avail} training images of {name} ({info['path']}{_under(info)})")
     if n_test > len(arrays["test_images"]):
         raise UserError(f"data.test_size = {n_test} exceeds the {len(arrays['test_images'])} test "
                         f"images of {name} ({info.get('test_file', info['path'])})")
@@ -217,6 +217,11 @@ def load_splits(data_spec, data_dir=None, download: bool = True) -> Splits:
         return splits
     return Splits(x[:n_train], y[:n_train], x[n_train:], y[n_train:], test_x, test_y, NUM_CLASSES[name], info,
                   top5=dataset.top5)
+
+
+def _under(info: dict) -> str:
+    """Which data root a found dataset came from, as a message names it."""
+    return f" under {info['root']}" if info.get("root") else ""
 
 
 def resize_images(images: torch.Tensor, size: int) -> torch.Tensor:

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from suite.data.download import try_download
-from suite.data.source import DatasetInfo
+from suite.data.source import DatasetInfo, regular_file
 from suite.errors import UserError
 from suite.paths import portable_path
 
@@ -66,17 +66,24 @@ class _BatchUnpickler(pickle.Unpickler):
 def read_batch(path: Path) -> dict[str, torch.Tensor]:
     """One pickled batch -> images (uint8 N x 3 x 32 x 32), labels (int64) and, where the file
     has it, ``lossless`` (bool: the image is exact, not JPEG-decoded)."""
+    regular_file(path)
     try:
         entry = _BatchUnpickler(io.BytesIO(Path(path).read_bytes()), encoding="latin1").load()
     except (OSError, pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError,
             KeyError, RecursionError, MemoryError) as e:
-        raise UserError(f"{path}: cannot read a CIFAR-10 batch ({type(e).__name__}: {str(e)[:200]})") from None
+        raise UserError(f"{path}: cannot read a CIFAR-10 batch ({type(e).__name__}: {str(e)[:200]}); expected a "
+                        "pickled dict with 'data' (uint8 N x 3072) and 'labels' (N integers in 0..9): the file is "
+                        "damaged, incomplete or not a batch: delete it and get it again") from None
     if not isinstance(entry, dict) or "data" not in entry or "labels" not in entry:
         keys = sorted(entry) if isinstance(entry, dict) else type(entry).__name__
         raise UserError(f"{path}: not a CIFAR-10 batch (expected keys 'data' and 'labels', found {keys})")
-    data = np.asarray(entry["data"])
-    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
-        raise UserError(f"{path}: 'data' must be uint8 N x 3072, got {data.dtype} {data.shape}")
+    try:
+        data = np.asarray(entry["data"])
+    except (ValueError, TypeError, OverflowError):  # ragged rows, mixed types
+        data = None
+    if data is None or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        got = f"{data.dtype} {data.shape}" if data is not None else "rows of different lengths or types"
+        raise UserError(f"{path}: 'data' must be uint8 N x 3072, got {got}")
     try:
         labels = np.asarray(entry["labels"])
         ok = labels.dtype.kind in "iu" or (labels.dtype == object and all(isinstance(v, int) for v in labels.flat))
@@ -87,7 +94,10 @@ def read_batch(path: Path) -> dict[str, torch.Tensor]:
         raise UserError(f"{path}: 'labels' must be {len(data)} integers in 0..9")
     out = {"images": torch.from_numpy(data.reshape(-1, 3, 32, 32).copy()), "labels": torch.from_numpy(labels)}
     if "lossless" in entry:
-        lossless = np.asarray(entry["lossless"])
+        try:
+            lossless = np.asarray(entry["lossless"])
+        except (ValueError, TypeError, OverflowError):
+            lossless = np.zeros(0, dtype=object)
         if lossless.shape != (len(data),) or lossless.dtype.kind not in "biu":
             raise UserError(f"{path}: 'lossless' must be {len(data)} flags (0/1)")
         out["lossless"] = torch.as_tensor(lossless.astype(bool))

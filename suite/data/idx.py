@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from suite.data.source import regular_file
 from suite.errors import UserError
 
 # IDX magic: two zero bytes, a type code (0x08 = unsigned byte), and the number of dimensions.
@@ -19,12 +20,13 @@ _UBYTE = 0x08
 def read_idx(path: Path, expect_ndim: int) -> torch.Tensor:
     """The uint8 array stored in an IDX file, as a tensor; clear errors for wrong or cut files."""
     opener = gzip.open if path.suffix == ".gz" else open
+    regular_file(path)
     try:
         with opener(path, "rb") as f:
             raw = f.read()
     except (OSError, EOFError, zlib.error) as e:  # gzip raises these on truncated or corrupt data
-        raise UserError(f"{path}: cannot read ({e}); the file is damaged or incomplete: "
-                        "delete it and get it again") from None
+        raise UserError(f"{path}: cannot read ({e}); expected {'gzip-compressed ' if opener is gzip.open else ''}"
+                        "IDX data: the file is damaged or incomplete: delete it and get it again") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
         raise UserError(f"{path}: not an IDX file (bad magic number {raw[:4].hex() or 'empty'}; "
                         f"expected 0000{_UBYTE:02x}{expect_ndim:02x})")

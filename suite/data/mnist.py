@@ -34,20 +34,20 @@ def _find_raw(root: Path) -> Path | None:
 
 
 def _read_folder(folder: Path) -> dict[str, torch.Tensor]:
-    out = {}
+    out, paths = {}, {}
     for key, name in FILES.items():
-        path = folder / name if (folder / name).exists() else folder / f"{name}.gz"
-        out[key] = read_idx(path, 3 if key.endswith("images") else 1)
+        paths[key] = folder / name if (folder / name).exists() else folder / f"{name}.gz"
+        out[key] = read_idx(paths[key], 3 if key.endswith("images") else 1)
     for split in ("train", "test"):
         images, labels = out[f"{split}_images"], out[f"{split}_labels"]
         if tuple(images.shape[1:]) != (28, 28):
-            raise UserError(f"{folder / FILES[split + '_images']}: images must be 28 x 28, got "
+            raise UserError(f"{paths[split + '_images']}: images must be 28 x 28, got "
                             f"{' x '.join(map(str, images.shape[1:]))}")
         if len(images) != len(labels):
-            raise UserError(f"{folder}: {split} images and labels differ in count ({len(images)} vs {len(labels)})")
+            raise UserError(f"{paths[split + '_labels']}: {len(labels)} labels, expected one per image of "
+                            f"{paths[split + '_images']} ({len(images)}): {split} images and labels differ in count")
         if len(labels) and int(labels.max()) > 9:
-            raise UserError(f"{folder / FILES[split + '_labels']}: labels must be digits 0..9, found "
-                            f"{int(labels.max())}")
+            raise UserError(f"{paths[split + '_labels']}: labels must be digits 0..9, found {int(labels.max())}")
         out[f"{split}_labels"] = labels.long()
     return out
 

@@ -25,6 +25,15 @@ from suite.errors import UserError
 from suite.paths import portable_path
 
 
+def regular_file(path: str | Path) -> Path:
+    """`path`, if it is a regular file: a folder, a device or a FIFO named like a data file (which a
+    reader would fail on, or wait on forever) is a one-line UserError."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: not a regular file (a folder, a device or a pipe); expected the dataset's file")
+    return path
+
+
 def cache_root() -> Path:
     """Where datasets are downloaded to (and looked for last)."""
     return settings.cache_dir() / "data"

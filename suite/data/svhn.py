@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from suite.data.download import try_download
-from suite.data.source import DatasetInfo, cache_folder
+from suite.data.source import DatasetInfo, cache_folder, regular_file
 from suite.errors import UserError
 
 FILES = {"train": "train_32x32.mat", "test": "test_32x32.mat", "extra": "extra_32x32.mat"}
@@ -45,6 +45,7 @@ def read_mat(path: Path) -> dict[str, torch.Tensor]:
     as torchvision's SVHN reads it (X transposed (3, 2, 0, 1), y squeezed)."""
     import scipy.io
 
+    regular_file(path)
     try:
         mat = scipy.io.loadmat(str(path))
     except (OSError, ValueError, TypeError, NotImplementedError, scipy.io.matlab.MatReadError) as e:
@@ -55,8 +56,12 @@ def read_mat(path: Path) -> dict[str, torch.Tensor]:
     x, y = mat["X"], mat["y"]
     if x.dtype != np.uint8 or x.ndim != 4 or x.shape[:3] != (32, 32, 3):
         raise UserError(f"{path}: 'X' must be uint8 32 x 32 x 3 x N, got {x.dtype} {x.shape}")
-    labels = y.astype(np.int64).reshape(-1)
-    if labels.shape != (x.shape[3],) or (len(labels) and not 1 <= labels.min() <= labels.max() <= 10):
+    try:
+        labels = y.astype(np.int64).reshape(-1) if y.dtype.kind in "iuf" else None
+    except (ValueError, TypeError, OverflowError):  # ragged cells, text
+        labels = None
+    if labels is None or labels.shape != (x.shape[3],) or \
+            (len(labels) and not 1 <= labels.min() <= labels.max() <= 10) or (y.dtype.kind == "f" and (y % 1).any()):
         raise UserError(f"{path}: 'y' must hold {x.shape[3]} labels in 1..10 (10 = digit 0), got shape {y.shape}")
     labels[labels == 10] = 0
     images = np.ascontiguousarray(x.transpose(3, 2, 0, 1))

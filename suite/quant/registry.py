@@ -67,9 +67,12 @@ def parse_quantizer(ref: str, role: str | None = None) -> tuple[str, dict]:
             call = ast.parse(f"f({src})", mode="eval").body
             if call.args:
                 raise ValueError("positional arguments")
-            kwargs = {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords}
-        except (SyntaxError, ValueError) as e:
-            raise UserError(f"{ref!r}: arguments must be key=value literals ({e})") from None
+            for kw in call.keywords:
+                if kw.arg in kwargs:  # Python's parser lets f(a=1, a=2) through; its compiler would not
+                    raise ValueError(f"argument {kw.arg!r} given twice")
+                kwargs[kw.arg] = ast.literal_eval(kw.value)
+        except (SyntaxError, ValueError, TypeError, MemoryError, RecursionError) as e:
+            raise UserError(f"{ref!r}: arguments must be key=value literals, each given once ({e})") from None
     params = inspect.signature(QUANTIZERS[name].__init__).parameters
     for key in kwargs:
         if key not in params or key == "self":

@@ -20,6 +20,7 @@ from suite.report.baselines import load_baselines
 from suite.report.page import render_study, render_training
 from suite.report.plots import plot_curves, study_plot
 from suite.report.table import verdict
+from suite.studies import STUDIES
 
 __all__ = ["load_baselines", "report", "verdict"]
 
@@ -30,6 +31,39 @@ def _relative(path, folder: Path) -> str:
         return Path(path).relative_to(folder).as_posix()
     except ValueError:
         return Path(path).name
+
+
+def _study_records(records: list[dict]) -> tuple[list[dict], list[tuple[str, str]]]:
+    """The records a study's page can use, and the others with why: a study's records hold its own
+    tables (suite/studies/), whose shape only the study's render knows, so each completed record is
+    rendered alone first; one it cannot read is named under the table, as any unreadable record."""
+    good, bad = [], []
+    for r in records:
+        why = None
+        if r.get("study") not in STUDIES:
+            why = f"study: unknown {r.get('study')!r}; known: {', '.join(STUDIES)}"
+        elif r["status"] == "completed":
+            try:
+                render_study([r], [], None)
+            except Exception as e:  # noqa: BLE001 - whatever the study's render trips on, this record is unusable
+                why = f"the study's table cannot read it ({type(e).__name__}: {' '.join(str(e).split())[:200]})"
+        if why:
+            bad.append((r["_path"], why))
+        else:
+            good.append(r)
+    return good, bad
+
+
+def _study_page(render, *args):
+    """A study's page or plot from records that each render alone: records that cannot be read
+    together (tables of different shapes) are a one-line UserError naming the spec."""
+    try:
+        return render(*args)
+    except Exception as e:  # noqa: BLE001 - the study's own code reads the records' tables
+        first = args[0][0]
+        raise UserError(f"{first['spec']['name']} [{first['spec']['profile']}]: the study's records cannot be "
+                        f"tabulated together ({type(e).__name__}: {' '.join(str(e).split())[:200]}); see "
+                        f"{', '.join(r['_path'] for r in args[0][:3])}") from None
 
 
 def report(results_dir: Path, spec_name: str | None = None, profile: str | None = None,
@@ -52,15 +86,18 @@ def report(results_dir: Path, spec_name: str | None = None, profile: str | None 
         stem = f"{name}.{prof}"
         mine = [(p, why) for p, why in problems if p.startswith(f"records/{name}/{prof}/")]
         study = any(r.get("study") for r in recs)
+        if study:
+            recs, bad = _study_records(recs)
+            mine += bad
+            if not recs:
+                problems += bad
+                continue
         path, png = inside(results_dir, f"{stem}.md"), inside(results_dir, f"{stem}.png")
-        try:
-            drawn = plots and any(r["status"] == "completed" for r in recs) and \
-                (study_plot if study else plot_curves)(recs, png)
-            plot = png.name if drawn else None
-            write_atomic(path, render_study(recs, mine, plot) if study else render_training(recs, mine, plot),
-                         overwrite=True)
-        except OSError as e:
-            raise UserError(f"{path.parent}: cannot write the table ({e.strerror or e})") from None
+        drawn = plots and any(r["status"] == "completed" for r in recs) and \
+            (_study_page(study_plot, recs, png) if study else plot_curves(recs, png))
+        plot = png.name if drawn else None
+        page = _study_page(render_study, recs, mine, plot) if study else render_training(recs, mine, plot)
+        write_atomic(path, page, overwrite=True)
         written.append(path)
     if problems and not written:
         raise UserError("no usable records; unreadable: " + "; ".join(f"{p}: {w}" for p, w in problems))

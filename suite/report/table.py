@@ -244,7 +244,7 @@ def _reference_columns(rows: list[dict], runs: dict, ref: str, resolved: dict, f
     epochs = {r["summary"]["epochs_run"] for run in runs.values() for r in run["done"]}
     after = f"test error after {epochs.pop()} epochs (%)" if len(epochs) == 1 else "test error, last epoch (%)"
     within = f"test error within {label}'s training time (%)"
-    batch = resolved.get("train", {}).get("batch_size")
+    batch = (resolved.get("train") or {}).get("batch_size")
 
     def step_ms(run: dict) -> float | None:  # median epoch time over the steps of an epoch
         steps = [r["data"]["n_train"] // batch for r in run["done"] if batch and r["data"].get("n_train")]

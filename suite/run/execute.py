@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from suite.data import Splits
+from suite.errors import UserError
 from suite.records import config_hash, new_record, new_run_id, now_utc, record_path, run_config, write_record
 from suite.run import checkpoint, distributed
 from suite.run.checkpoint import RunLock, checkpoint_path, find_resumable
@@ -52,12 +53,48 @@ def _fail(record: dict, e: Exception, path: Path | None) -> None:
         write_record(path, record, overwrite=True)
 
 
+# What a state that does not fit raises from load_state_dict (torch, numpy, random): names, shapes, types.
+_MISFIT = (RuntimeError, KeyError, ValueError, TypeError, IndexError, AttributeError)
+
+
+def _continue(trainer: Trainer, path: Path, state: dict) -> None:
+    """Load a checkpoint's trainer state; one that no longer fits this code is a one-line UserError."""
+    try:
+        trainer.load_state_dict(state["trainer"])
+    except _MISFIT as e:
+        detail = " ".join(str(e).split())[:300]
+        raise checkpoint.stale(path, f"no longer fits this code ({type(e).__name__}: {detail})") from None
+
+
+def _resumable(trainer: Trainer, run: Run, results_dir: Path, config: str, resume: bool):
+    """Rank 0: clean the debris of gone runs, then find this run's checkpoint (locked) and load it
+    (or, without `resume`, remove this run's stale checkpoints). (found, why not) with found =
+    (path, lock, state) or None, and the one-line reason a found checkpoint cannot be continued."""
+    spec, variant = run.spec, run.variant
+    checkpoint.clean_debris(results_dir, spec.name, spec.profile)
+    if not resume:
+        checkpoint.remove_stale(results_dir, spec.name, spec.profile, variant.name, run.seed, config)
+        return None, None
+    try:
+        found = find_resumable(results_dir, spec.name, spec.profile, variant.name, run.seed, config)
+        if found:
+            try:
+                _continue(trainer, found[0], found[2])
+            except UserError:
+                found[1].release()
+                raise
+    except UserError as e:
+        return None, str(e)
+    return found, None
+
+
 def execute(run: Run, data: Splits, device: torch.device, results_dir: Path, progress: bool = True,
             resume: bool = True) -> Path:
     """Train and measure one run; write its record (also when it fails) and return its path.
 
     With `resume`, a checkpoint of the same spec, profile, variant, seed and configuration left
-    by an interrupted run is continued (same run id, same record file) instead of starting over.
+    by an interrupted run is continued (same run id, same record file) instead of starting over;
+    without it, that run's stale checkpoints are removed.
     """
     spec, variant = run.spec, run.variant
     results_dir = Path(results_dir)
@@ -66,14 +103,17 @@ def execute(run: Run, data: Splits, device: torch.device, results_dir: Path, pro
     # Distributed: rank 0 alone finds (and locks), writes and checkpoints; every rank continues the
     # checkpoint it found (the results folder must be shared by the nodes).
     main = distributed.is_main()
-    found = find_resumable(results_dir, spec.name, spec.profile, variant.name, run.seed, config) \
-        if resume and main else None
+    found, why_not = _resumable(trainer, run, results_dir, config, resume) if main else (None, None)
+    why_not = distributed.broadcast_object(why_not)
+    if why_not:
+        raise UserError(why_not)
     lock = found[1] if found else None
     resume_from = distributed.broadcast_object(found[0] if found else None)
     if resume_from:
         ckpt = resume_from
-        state = checkpoint.load(ckpt)
-        trainer.load_state_dict(state["trainer"])
+        state = found[2] if main else checkpoint.load_found(ckpt)  # rank 0 loaded and checked it above
+        if not main:
+            _continue(trainer, ckpt, state)
         distributed.share_cuda_rng(device)
         record = state["record"]
         record.setdefault("resumed_at_epochs", []).append(len(record["epochs"]))
@@ -93,8 +133,9 @@ def execute(run: Run, data: Splits, device: torch.device, results_dir: Path, pro
     def save_progress() -> None:
         state = trainer.state_dict()  # every rank: the gradient exchange's state is gathered
         if main:
-            checkpoint.save(ckpt, {"meta": {"config_hash": config, "run_id": record["run_id"]},
-                                   "trainer": state, "record": record})
+            checkpoint.save(ckpt, {"meta": {"format": checkpoint.FORMAT, "config_hash": config,
+                                            "run_id": record["run_id"], "variant": variant.name, "seed": run.seed},
+                                   "trainer": state, "record": checkpoint.record_text(record)})
             write_record(path, record, overwrite=True)
         distributed.barrier()  # no rank starts the next epoch before the checkpoint to resume from exists
 
@@ -102,17 +143,24 @@ def execute(run: Run, data: Splits, device: torch.device, results_dir: Path, pro
         train_epochs(trainer, run, record, progress and main, save_progress)
         if distributed.active():  # DDP and deterministic clipping keep the ranks' weights equal: checked
             record["distributed"]["max_weight_difference"] = distributed.max_weight_difference(trainer.model)
+    except UserError:  # the results folder could not be written (full disk, ...): nothing more to record
+        if main:
+            lock.release(remove=not ckpt.exists())
+        raise
     except Exception as e:
         _fail(record, e, path if main else None)
         if main:
-            lock.release()
+            lock.release(remove=not ckpt.exists())
+        raise
+    except BaseException:  # Ctrl-C: the record says "interrupted", the checkpoint is the last epoch's
+        if main:
+            lock.release(remove=not ckpt.exists())
         raise
     record["finished"] = now_utc()
     if main:
         write_record(path, record, overwrite=True)
         ckpt.unlink(missing_ok=True)
-        lock.release()
-        lock.path.unlink(missing_ok=True)
+        lock.release(remove=True)
     return path
 
 
@@ -123,17 +171,29 @@ def execute_study(run: Run, device: torch.device, results_dir: Path, progress: b
     record = new_record(spec.resolved(), variant.name, run.seed, None, provenance(device), run_config_hash(run, None),
                         study=spec.study.name, params=dataclasses.asdict(params), tables={}, curves={})
     path = record_path(Path(results_dir), spec.name, spec.profile, variant.name, run.seed, record["run_id"])
-    write_record(path, record)  # "interrupted" until it ends: a killed run still shows up
-    torch.manual_seed(run.seed)
-    t0 = time.perf_counter()
+    # A study keeps no checkpoint, but holds a run lock like a training run: the debris of a killed
+    # one (a record's temporary file) is then told apart from a live one's (checkpoint.clean_debris).
+    checkpoint.clean_debris(Path(results_dir), spec.name, spec.profile)
+    lock = RunLock(checkpoint_path(Path(results_dir), spec.name, spec.profile, variant.name, run.seed,
+                                   record["run_id"]))
+    lock.acquire()
     try:
-        out = study_module(spec.study.name).run(params, run.seed, device, progress,
-                                                f"{spec.name}/{variant.name}/s{run.seed}")
-    except Exception as e:
-        _fail(record, e, path)
-        raise
-    record.update(status="completed", finished=now_utc(), summary={**out.get("summary", {}),
-                  "seconds": time.perf_counter() - t0}, tables=out.get("tables", {}), curves=out.get("curves", {}))
-    write_record(path, record, overwrite=True)
+        write_record(path, record)  # "interrupted" until it ends: a killed run still shows up
+        torch.manual_seed(run.seed)
+        t0 = time.perf_counter()
+        try:
+            out = study_module(spec.study.name).run(params, run.seed, device, progress,
+                                                    f"{spec.name}/{variant.name}/s{run.seed}")
+        except UserError:
+            raise
+        except Exception as e:
+            _fail(record, e, path)
+            raise
+        record.update(status="completed", finished=now_utc(), summary={**out.get("summary", {}),
+                      "seconds": time.perf_counter() - t0}, tables=out.get("tables", {}),
+                      curves=out.get("curves", {}))
+        write_record(path, record, overwrite=True)
+    finally:
+        lock.release(remove=True)
     return path
 

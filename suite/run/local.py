@@ -68,6 +68,17 @@ def _run_studies(spec: Spec, runs: list[Run], options: Options) -> int:
     return failed
 
 
+def _check_batches(spec: Spec, runs: list[Run], n_train: int) -> None:
+    """A batch larger than the training split as loaded (scaled down to a small stand-in) would
+    run no training step at all: refused before any run starts."""
+    for run in runs:
+        batch = spec.train_for(run.variant).batch_size
+        if batch > n_train:
+            raise UserError(f"{spec.path}: train.batch_size: {batch} is larger than the {n_train} training images "
+                            f"loaded (data.train_size {spec.data.train_size}, scaled to the data found): no training "
+                            "step would run; lower train.batch_size")
+
+
 def _run_training(spec: Spec, runs: list[Run], options: Options) -> int:
     device = distributed.setup(options.device)  # under torchrun: joins the process group
     alone = not distributed.active() and any(spec.train_for(r.variant).gradient_compression != "none" for r in runs)
@@ -85,6 +96,7 @@ def _train_runs(spec: Spec, runs: list[Run], options: Options, device: torch.dev
     if not main:
         distributed.barrier()  # rank 0 loads (and maybe downloads) the data first, alone
     data = load_splits(spec.data, options.data_dir, download=options.download).to(device)
+    _check_batches(spec, runs, len(data.train_x))
     if main:
         distributed.barrier()
         ranks = f"{distributed.world()} ranks ({distributed.describe()['backend']}) x " if distributed.active() else ""

@@ -31,6 +31,8 @@ from pathlib import Path
 from tabulate import tabulate
 from tqdm.auto import tqdm
 
+from suite.records import inside
+
 
 @dataclass(frozen=True)
 class Cell:
@@ -98,12 +100,12 @@ class CellResult:
 
 def _log_path(results_dir: Path, spec: str, profile: str, cell: Cell) -> Path:
     safe = re.sub(r"[^\w.+-]", "_", cell.variant)
-    return Path(results_dir) / "logs" / spec / profile / f"{safe}-s{cell.seed}.log"
+    return inside(Path(results_dir), "logs", spec, profile, f"{safe}-s{cell.seed}.log")
 
 
 def _records_of(results_dir: Path, spec: str, profile: str, cell: Cell, since: float) -> list[tuple[str, str]]:
     """The records of this cell's variant and seed written since the cell started."""
-    folder = Path(results_dir) / "records" / spec / profile
+    folder = inside(Path(results_dir), "records", spec, profile)
     found = []
     for path in sorted(folder.glob(f"*-{glob.escape(cell.variant)}-s{cell.seed}.json")):
         try:

@@ -4,14 +4,13 @@ key checked (unknown keys named with the nearest valid one), then `validate`."""
 from __future__ import annotations
 
 import dataclasses
-import re
 import tomllib
 import typing
 from pathlib import Path
 from typing import Any
 
 from suite.errors import UserError
-from suite.paths import reproductions_dir
+from suite.paths import reproductions_dir, safe_name
 from suite.spec.grid import deep_merge, grid_cells
 from suite.spec.schema import DataSpec, ModelSpec, Spec, StudySpec, TrainSpec, VariantSpec
 from suite.spec.validate import validate
@@ -21,12 +20,11 @@ TOP_KEYS = {"name", "title", "paper", "baselines", "deviations", "reference_vari
             "model", "train", "variants", "grid", "study", "profiles"}
 PROFILE_KEYS = {"scaled_down", "note", "run_variants"}
 MAX_SPEC_BYTES = 1 << 20  # a spec is a page of TOML; anything larger is not one
-# Names become folder and file names under the results folder: no separators, no "..", no dot first.
-SAFE_NAME = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9_.+-]*")
 
 
 def check_name(name: str, where: str) -> str:
-    if not SAFE_NAME.fullmatch(name) or ".." in name or len(name) > 120:
+    """A name that becomes a folder or file name under the results folder (suite.paths.safe_name)."""
+    if not safe_name(name):
         raise UserError(f"{where}: {show(name)!r} is not a safe name: letters, digits, '_', '.', '+' and '-' only "
                         "(not first: '.'), no '..', at most 120 characters (it names folders and files)")
     return name
@@ -207,6 +205,7 @@ def load_spec(path: str | Path, profile: str = "quick", overrides: dict[str, Any
         raise UserError(f"{where}: no profile {show(profile)!r}{suggest(profile, profiles)}; "
                         f"the spec has: {', '.join(profiles) or 'none'}")
     for pname, ptable in profiles.items():  # every profile, so a typo anywhere is caught early
+        check_name(pname, f"{where}: profiles")  # it names a results folder
         if not isinstance(ptable, dict):
             raise UserError(f"{where}: profiles.{show(pname)}: expected a table")
         _check_override_keys(raw, {k: v for k, v in ptable.items() if k not in PROFILE_KEYS},
@@ -226,6 +225,7 @@ def load_spec(path: str | Path, profile: str = "quick", overrides: dict[str, Any
     for key in ("name", "title", "paper", "baselines"):
         check_type(merged[key], str, f"{where}: {key}")
     check_name(merged["name"], f"{where}: name")
+    check_name(merged["baselines"], f"{where}: baselines")  # a file in baselines/
     deviations = check_type(merged.get("deviations", []), list[str], f"{where}: deviations")
     reference = check_type(merged.get("reference_variant"), str | None, f"{where}: reference_variant")
     columns = check_type(merged.get("table_columns", []), list[str], f"{where}: table_columns")

@@ -202,11 +202,11 @@ def _validate_training(spec: Spec, where: str, t: TrainSpec, variant: VariantSpe
     if t.num_directions < 1:
         raise UserError(f"{w}: {key('num_directions')}: must be at least 1, got {t.num_directions}")
     _one_of(f"{w}: {key('direction_distribution')}", t.direction_distribution, DISTRIBUTIONS)
-    from suite.train.gradient_compression import NONE, parse
+    from suite.train.gradient_compression import NONE, build
 
     if t.gradient_compression != NONE:
         try:
-            parse(t.gradient_compression)
+            build(t.gradient_compression)  # the hook's own checks too (rate, clip, scope): refused before any run
         except UserError as e:
             raise UserError(f"{w}: {key('gradient_compression')}: {e}") from None
         if t.method != "backprop":

@@ -52,6 +52,11 @@ def parse(ref: str) -> tuple[str, dict]:
             call = ast.parse(f"f({src})", mode="eval").body
             if call.args:
                 raise ValueError("positional arguments")
+            names = [kw.arg for kw in call.keywords]  # the parser keeps a repeated keyword (the compiler refuses it)
+            if None in names:
+                raise ValueError("no ** arguments")
+            if twice := sorted({n for n in names if names.count(n) > 1}):
+                raise ValueError(f"argument {twice[0]!r} given twice")
             kwargs = {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords}
         except (SyntaxError, ValueError) as e:
             raise UserError(f"{ref!r}: arguments must be key=value literals ({e})") from None

@@ -27,9 +27,13 @@ and inception_train.py) decides:
 
 Departures: the scaler is max|f(g)| of the clipped gradient as the paper writes (the authors' code
 takes c sigma itself, which differs only when no value of the layer exceeds c sigma); the random
-draws come from a generator of the hook's own, seeded with torch's initial seed and the rank, so
+draws come from generators of the hook's own, seeded with torch's initial seed and the rank, so
 the ranks' noise is independent (the suite seeds every rank alike, and the global generator would
-give every rank the same draws) and the global stream (dropout) stays as in the float run.
+give every rank the same draws) and the global stream (dropout) stays as in the float run. Each
+parameter tensor has its own generator: what a parameter draws does not depend on how DDP groups
+parameters into buckets, which it redoes after the first step (in the order gradients became
+ready), so a run resumed from a checkpoint, whose first step has the first grouping again, draws
+as the uninterrupted run did.
 
 "Per layer" here is per parameter tensor (a weight and its bias are two layers, as the authors'
 per-Variable scalers): DDP hands the hook buckets of about 25 MB holding many layers, and one
@@ -58,7 +62,7 @@ import torch.distributed as dist
 from suite.train.gradient_compression import packing
 from suite.train.gradient_compression.base import CompressionHook, Segment
 
-SEED_STRIDE = 1_000_003  # a prime: each rank's generator seed = initial seed + stride x (rank + 1)
+SEED_STRIDE = 1_000_003  # a prime: parameter i's generator seed on a rank = initial seed + stride x (rank + 1) + i
 
 
 class TernGrad(CompressionHook):
@@ -74,8 +78,8 @@ class TernGrad(CompressionHook):
         self.clip, self.share_scalers = float(clip), bool(share_scalers)
         self.min_size, self.quantize_logits = min_size, bool(quantize_logits)
         self._float_params: set[int] = set()
-        self._generator: torch.Generator | None = None
-        self._generator_state: torch.Tensor | None = None  # restored before the generator exists
+        self._generators: dict[int, torch.Generator] = {}  # parameter index -> its draws' generator
+        self._generator_states: dict[int, torch.Tensor] = {}  # restored before the generators exist
 
     def options(self) -> dict:
         return {"clip": self.clip, "share_scalers": self.share_scalers, "min_size": self.min_size,
@@ -87,13 +91,20 @@ class TernGrad(CompressionHook):
             layers = [m for m in module.modules() if getattr(m, "weight", None) is not None and m.weight.dim() >= 2]
             self._float_params = {self._param_index[id(p)] for p in layers[-1].parameters(recurse=False)}
 
-    def generator(self, device: torch.device) -> torch.Generator:
-        if self._generator is None:
-            self._generator = torch.Generator(device=device)
-            self._generator.manual_seed(torch.initial_seed() + SEED_STRIDE * (self.rank + 1))
-            if self._generator_state is not None:
-                self._generator.set_state(self._generator_state)
-        return self._generator
+    def generator(self, index: int, device: torch.device) -> torch.Generator:
+        """Parameter `index`'s generator (of this rank)."""
+        gen = self._generators.get(index)
+        if gen is None:
+            gen = self._generators[index] = torch.Generator(device=device)
+            gen.manual_seed(torch.initial_seed() + SEED_STRIDE * (self.rank + 1) + index)
+            if index in self._generator_states:
+                gen.set_state(self._generator_states[index])
+        return gen
+
+    def draws(self, segs: list[Segment], like: torch.Tensor) -> torch.Tensor:
+        """u ~ U[0, 1) for the segments' values, each from its parameter's generator."""
+        return torch.cat([torch.rand(s.numel, generator=self.generator(s.index, like.device), device=like.device,
+                                     dtype=like.dtype) for s in segs])
 
     def ternary(self, s: Segment) -> bool:
         return s.numel >= self.min_size and s.index not in self._float_params
@@ -108,10 +119,10 @@ class TernGrad(CompressionHook):
 
     def ternarize(self, g: torch.Tensor, scale: torch.Tensor, u: torch.Tensor | None = None) -> torch.Tensor:
         """sign(g) o b with P(b = 1) = |g| / scale (scale per value, > 0 where g != 0): int8 in
-        {-1, 0, 1}; b = 1 where u scale < |g|, u ~ U[0, 1) from the hook's generator unless given.
+        {-1, 0, 1}; b = 1 where u scale < |g|, u ~ U[0, 1) (unless given: parameter 0's generator).
         A zero scale (an all-zero layer) gives zeros, not 0/0."""
         if u is None:
-            u = torch.rand(g.shape, generator=self.generator(g.device), device=g.device, dtype=g.dtype)
+            u = torch.rand(g.shape, generator=self.generator(0, g.device), device=g.device, dtype=g.dtype)
         safe = torch.where(scale > 0, scale, torch.ones_like(scale))
         return (torch.sign(g) * (u * safe < g.abs())).to(torch.int8)
 
@@ -132,7 +143,7 @@ class TernGrad(CompressionHook):
             if self.share_scalers and self.world > 1:
                 self.count("scalers", scalers)
                 dist.all_reduce(scalers, op=dist.ReduceOp.MAX, group=self.group)  # s = max_i s^(i)
-            t = self.ternarize(g, torch.repeat_interleave(scalers, sizes, output_size=n_tern))
+            t = self.ternarize(g, torch.repeat_interleave(scalers, sizes, output_size=n_tern), self.draws(tern, g))
             if not self.share_scalers:  # float32 whatever the bucket's dtype: 4 bytes each, read back as such
                 parts.append(packing.as_bytes(scalers.float()))
         parts += [packing.as_bytes(buf[s.start:s.end]) for s in flt]
@@ -186,11 +197,12 @@ class TernGrad(CompressionHook):
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict:
         state = super().state_dict()
-        state["generator"] = self._generator.get_state() if self._generator is not None else self._generator_state
+        state["generators"] = {**self._generator_states, **{i: g.get_state() for i, g in self._generators.items()}}
         return state
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
-        self._generator_state = state.get("generator")
-        if self._generator is not None and self._generator_state is not None:
-            self._generator.set_state(self._generator_state)
+        self._generator_states = dict(state.get("generators", {}))
+        for index, gen in self._generators.items():
+            if index in self._generator_states:
+                gen.set_state(self._generator_states[index])
