@@ -30,7 +30,8 @@ def _build():
     # torch rebuilds when a listed source changes; a header's change reaches it through ninja's
     # dependency files, and its hash through this flag (so that a stale build is never loaded)
     digest = cpp_build.sources_digest(HEADERS)
-    return cpp_build.build(NAME, SOURCES, "the bit-packed low-bit kernels", extra_cflags=(f"-DLOWBIT_HEADERS={digest}",))
+    return cpp_build.build(NAME, SOURCES, "the bit-packed low-bit kernels",
+                           extra_cflags=(f"-DLOWBIT_HEADERS={digest}",))
 
 
 def load():

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch.nn as nn
 
+from suite.nn import packed
+
 # BNN binarizes activations with the next layer's sign input quantizer, so it needs a symmetric
 # nonlinearity before it (hardtanh, or none): sign(ReLU(x)) would be +1 everywhere.
 ACTIVATIONS = {"relu": nn.ReLU, "hardtanh": nn.Hardtanh, "identity": nn.Identity}
@@ -66,3 +68,12 @@ def positive_int(name: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return value
+
+
+def _dropped_form(q: QuantizedThenDropped, training: bool):
+    """The packed form of a quantizer followed by dropout: the quantizer's, except while training, when
+    dropped inputs are 0 (neither +1 nor -1, nor a code of the quantizer's scale)."""
+    return packed.input_form(q.quantizer, training) if not (training and q.dropout.p > 0) else None
+
+
+packed.INPUT_FORMS[QuantizedThenDropped] = _dropped_form

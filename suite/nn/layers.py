@@ -5,9 +5,13 @@ A quantized layer keeps real-valued (latent) weights as its parameter and applie
 `gradient_quantizer` to the gradient flowing back into its output (DoReFa-Net's G). An input
 quantizer with an `output_scale(x, layer)` method (XNOR-Net's K map) returns a factor the layer
 multiplies its output by before the bias: K needs the layer's kernel, stride, padding and dilation,
-which the layer hands over by passing itself. Two training options of the BinaryConnect family live
-here as attributes the training loop reads: `clip_value` (latent weights clipped to [-c, c] after
-each update) and `lr_scale` (a per-layer learning-rate multiplier, e.g. Glorot's).
+which the layer hands over by passing itself. `arithmetic` ("packed", the default, or "emulated")
+says whether a layer whose inputs and weights are both binary or low-bit runs its product on the
+bit-packed kernels (suite/nn/packed.py; same values, same gradients) or in float32 on the quantized
+values; after each forward `arithmetic_used` says which ran, and why not packed where it was not.
+Two training options of the BinaryConnect family live here as attributes the training loop reads:
+`clip_value` (latent weights clipped to [-c, c] after each update) and `lr_scale` (a per-layer
+learning-rate multiplier, e.g. Glorot's).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from suite.nn import packed
 from suite.quant import build_quantizer
 
 
@@ -28,7 +33,12 @@ def glorot_lr_scale(fan_in: int, fan_out: int) -> float:
 
 
 class _QuantMixin:
-    def _init_quant(self, weight_quantizer, input_quantizer, gradient_quantizer, clip_value, lr_scale):
+    def _init_quant(self, weight_quantizer, input_quantizer, gradient_quantizer, clip_value, lr_scale,
+                    arithmetic="packed"):
+        if arithmetic not in packed.ARITHMETICS:
+            raise ValueError(f"arithmetic must be one of {', '.join(packed.ARITHMETICS)}, got {arithmetic!r}")
+        self.arithmetic = arithmetic
+        self.arithmetic_used: str | None = None  # set by each forward pass
         self.weight_quantizer = weight_quantizer
         self.input_quantizer = input_quantizer
         self.gradient_quantizer = gradient_quantizer
@@ -63,6 +73,12 @@ class _QuantMixin:
         scale = getattr(q, "output_scale", None)
         return q(x), (scale(x, self) if scale is not None else None)
 
+    def _plan(self, xq) -> packed.Plan | None:
+        """The packed plan for this forward, or None (emulated); records which ran."""
+        p = packed.plan(self, xq)
+        self.arithmetic_used = p.label if isinstance(p, packed.Plan) else p
+        return p if isinstance(p, packed.Plan) else None
+
     def _output(self, y):
         """The gradient quantizer acts on the gradient flowing back into the layer's output (bias
         included, so that every parameter and the input see the quantized error)."""
@@ -73,17 +89,25 @@ class QuantLinear(_QuantMixin, nn.Linear):
     """nn.Linear with a weight, an input and a gradient quantizer (each None = full precision)."""
 
     def __init__(self, in_features, out_features, bias=True, *, weight_quantizer=None, input_quantizer=None,
-                 gradient_quantizer=None, clip_value=None, lr_scale=None, device=None, dtype=None):
+                 gradient_quantizer=None, clip_value=None, lr_scale=None, arithmetic="packed", device=None,
+                 dtype=None):
         super().__init__(in_features, out_features, bias, device=device, dtype=dtype)
-        self._init_quant(weight_quantizer, input_quantizer, gradient_quantizer, clip_value, lr_scale)
+        self._init_quant(weight_quantizer, input_quantizer, gradient_quantizer, clip_value, lr_scale, arithmetic)
 
     def forward(self, x):
         xq, k = self._quantized_input(x)
+        p = self._plan(xq)
+        cached = packed.cached_weights(self, p) if p is not None else None
         # scale the output rather than the weights when it has fewer rows than the weights' fan-in
-        w, alpha = self._weight_and_scale(x.numel() < self.in_features * self.in_features)
+        w, alpha = self._weight_and_scale(x.numel() < self.in_features * self.in_features) if cached is None \
+            else (None, None)
         if k is None and alpha is None:
-            return self._output(F.linear(xq, w, self.bias))
-        return self._output(_scale_output(F.linear(xq, w), k, alpha, self.bias, spatial=0))
+            return self._output(self._linear(xq, w, self.bias, p, cached))
+        return self._output(_scale_output(self._linear(xq, w, None, p, cached), k, alpha, self.bias, spatial=0))
+
+    @staticmethod
+    def _linear(xq, w, bias, p, cached):
+        return F.linear(xq, w, bias) if p is None else packed.linear(xq, w, bias, p, cached)
 
 
 class QuantConv2d(_QuantMixin, nn.Conv2d):
@@ -91,20 +115,25 @@ class QuantConv2d(_QuantMixin, nn.Conv2d):
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
                  groups=1, bias=True, padding_mode="zeros", *, weight_quantizer=None,
-                 input_quantizer=None, gradient_quantizer=None, clip_value=None, lr_scale=None, device=None,
-                 dtype=None):
+                 input_quantizer=None, gradient_quantizer=None, clip_value=None, lr_scale=None, arithmetic="packed",
+                 device=None, dtype=None):
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
                          bias, padding_mode, device=device, dtype=dtype)
-        self._init_quant(weight_quantizer, input_quantizer, gradient_quantizer, clip_value, lr_scale)
+        self._init_quant(weight_quantizer, input_quantizer, gradient_quantizer, clip_value, lr_scale, arithmetic)
 
     def forward(self, x):
         xq, k = self._quantized_input(x)
+        p = self._plan(xq)
+        cached = packed.cached_weights(self, p) if p is not None else None
         # a convolution's output outnumbers its weights: alpha stays on the weights
-        w, _ = self._weight_and_scale(False)
-        # nn.Conv2d's own _conv_forward handles padding_mode, groups and dilation.
+        w = self._weight_and_scale(False)[0] if cached is None else None
         if k is None:
-            return self._output(self._conv_forward(xq, w, self.bias))
-        return self._output(_scale_output(self._conv_forward(xq, w, None), k, None, self.bias, spatial=2))
+            return self._output(self._conv(xq, w, self.bias, p, cached))
+        return self._output(_scale_output(self._conv(xq, w, None, p, cached), k, None, self.bias, spatial=2))
+
+    def _conv(self, xq, w, bias, p, cached):
+        # nn.Conv2d's own _conv_forward handles padding_mode, groups and dilation.
+        return self._conv_forward(xq, w, bias) if p is None else packed.conv2d(self, xq, w, bias, p, cached)
 
 
 def _scale_output(y, k, alpha, bias, spatial: int):
@@ -146,6 +175,7 @@ class QuantConfig:
     weight_init_range: float | None = None  # U(-r, r) latent weights (BinaryConnect: r = H = 1)
     float_layers: tuple[str, ...] = ()  # positions ("first", "last") kept in full precision
     latent_bits: int = 32  # 32: float32 latent weights; 1..8: k-bit codes (suite/nn/latent.py)
+    arithmetic: str = "packed"  # packed | emulated: binary/low-bit products on the bit-packed kernels or in float
 
     def _init(self, layer, position):
         if self.weight_init_range is not None and position not in self.float_layers:
@@ -165,7 +195,8 @@ class QuantConfig:
                     input_quantizer=None if position == "first" else build_quantizer(self.input_quantizer, "input"),
                     gradient_quantizer=build_quantizer(self.gradient_quantizer, "gradient"),
                     clip_value=self.clip_weights,
-                    lr_scale=glorot_lr_scale(fan_in, fan_out) if self.lr_scale == "glorot" else None)
+                    lr_scale=glorot_lr_scale(fan_in, fan_out) if self.lr_scale == "glorot" else None,
+                    arithmetic=self.arithmetic)
 
     def linear(self, in_features, out_features, bias=True, position=None) -> QuantLinear:
         opts = self._options(in_features, out_features, position)
