@@ -11,6 +11,8 @@
 
 #include "lowbit.h"
 
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the packed words are read as 32-bit halves, low first");
+
 namespace {
 
 using at::Tensor;
@@ -214,6 +216,51 @@ Tensor gemm(int64_t op, const Tensor& a, const Tensor& b, int64_t n, int64_t c0,
   return out;
 }
 
+// The product thresholded into packed signs (lowbit.h, Epilogue.out_bits): int64 (m, ceil(n / 64)) words,
+// bit j of row i = (I_ij < thr_j) xor flip_j; an inference model's BatchNorm and sign in the epilogue.
+Tensor gemm_bits(int64_t op, const Tensor& a, const Tensor& b, int64_t n, int64_t c0, int64_t c1, int64_t crow,
+                 int64_t ccol, const std::optional<Tensor>& rowsum, const std::optional<Tensor>& colsum,
+                 const Tensor& thr, const Tensor& flip, int64_t isa) {
+  check_gemm_operands(a, b);
+  TORCH_CHECK(op == lowbit::kXor || op == lowbit::kAnd, "op must be 0 (xor) or 1 (and)");
+  TORCH_CHECK(op == lowbit::kAnd || (a.size(0) == 1 && b.size(1) == 1), "xor takes one plane on each side");
+  const int64_t m = a.size(1), nw = a.size(2), np = b.size(0);
+  TORCH_CHECK(n >= 0 && (n + kNR - 1) / kNR == np, "b has ", np, " panels, not those of ", n, " rows");
+  const auto& k = build(isa);
+  lowbit::Gemm g{};
+  g.op = static_cast<int>(op);
+  g.a = words_ptr(a);
+  g.lda = nw;
+  g.a_plane_stride = m * nw;
+  g.a_planes = static_cast<int>(a.size(0));
+  g.b = words_ptr(b);
+  g.b_plane_stride = nw * kNR;
+  g.b_panel_stride = b.size(1) * nw * kNR;
+  g.b_planes = static_cast<int>(b.size(1));
+  g.m = m;
+  g.n = n;
+  g.kw = nw;
+  auto& e = g.ep;
+  e.c0 = c0;
+  e.c1 = c1;
+  e.crow = crow;
+  e.ccol = ccol;
+  e.rowsum = opt_i32(rowsum, m, "rowsum");
+  e.colsum = opt_i32(colsum, n, "colsum");
+  TORCH_CHECK((crow == 0 || e.rowsum) && (ccol == 0 || e.colsum), "a sum with a coefficient must be given");
+  e.thr = opt_i32(thr, n, "thr");
+  e.flip = opt_i32(flip, n, "flip");
+  const int64_t out_words = (n + 63) / 64;
+  Tensor out = at::empty({m, out_words}, a.options());
+  if (np % 2) out.select(1, out_words - 1).zero_();  // the upper half of the last word: no panel writes it
+  e.out_bits = reinterpret_cast<uint32_t*>(out.data_ptr<int64_t>());
+  e.ldb = 2 * out_words;
+  e.img_cols = std::max<int64_t>(n, 1);
+  const int64_t pairs = op == lowbit::kXor ? 1 : g.a_planes * g.b_planes;
+  run(np, m * nw * pairs * 4 + m * 8, [&](int64_t bgn, int64_t end) { k.gemm(g, bgn, end); });
+  return out;
+}
+
 // The lean path for xnor_matmul (few arguments: it is timed at batch 1 from Python): int32 (m, n) of
 // k - 2 popcount(a xor b), the exact +-1 dot products of k-long sign vectors.
 Tensor xnor_gemm(const Tensor& a, const Tensor& b, int64_t n, int64_t k_len, int64_t isa) {
@@ -335,6 +382,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("plane_sums", &plane_sums);
   m.def("gemm", &gemm);
   m.def("xnor_gemm", &xnor_gemm);
+  m.def("gemm_bits", &gemm_bits);
   m.def("conv", &conv);
   m.def("threads_used", &threads_used);
 }

@@ -214,6 +214,13 @@ void epilogue(const Epilogue& e, const int64_t* t, int64_t i0, int mr, int64_t j
       for (int64_t l = 0; l < kNR; ++l) v[l] += static_cast<int32_t>(e.ccol * colsum[l]);
     if (sub)
       for (int64_t l = 0; l < kNR; ++l) v[l] -= static_cast<int32_t>(sub[r * kNR + l]);
+    if (e.out_bits) {
+      uint32_t bits = 0;
+      for (int64_t l = 0; l < nvalid; ++l)
+        bits |= static_cast<uint32_t>((v[l] < e.thr[j0 + l]) != (e.flip[j0 + l] != 0)) << l;
+      e.out_bits[e.ldb * i + j0 / kNR] = bits;
+      continue;
+    }
     const float rsi = (e.rs ? e.rs[i] : 1.0f) * e.scale, rbi = e.rb ? e.rb[i] : 0.0f;
     // a run of lanes contiguous in the output: split where the columns cross an image
     for (int64_t l = 0; l < nvalid;) {

@@ -28,6 +28,9 @@ enum Op : int { kXor = 0, kAnd = 1 };
 // coefficient is 0). Output: int32 I (out_i), or float I * rs[i] * cs[j] * scale + rb[i] + cb[j]
 // (out_f; each vector may be null: 1 or 0). Output address of (i, j): ldo i + (j / img_cols) img_stride
 // + j % img_cols (a linear layer: img_cols = n; a convolution: columns are the batch's positions).
+// Or (out_bits, products only) signs packed for the next layer: bit j of row i = (I < thr[j]) xor flip[j]
+// (1 = -1: an inference model's BatchNorm and sign folded into an integer threshold per output), as 32-bit
+// halves of the packed words, ldb of them per row (a panel of 32 columns writes one: no two tasks share one).
 struct Epilogue {
   int64_t c0, c1, crow, ccol;
   const int32_t* rowsum;
@@ -40,6 +43,10 @@ struct Epilogue {
   const float* rb;
   const float* cb;
   int64_t ldo, img_cols, img_stride;
+  uint32_t* out_bits;
+  const int32_t* thr;
+  const int32_t* flip;
+  int64_t ldb;
 };
 
 struct Gemm {

@@ -12,6 +12,8 @@ bits stand for).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from suite.kernels import dispatch
@@ -53,43 +55,85 @@ def bitserial_matmul(a: Packed, b: Packed) -> torch.Tensor:
                        dispatch.index())
 
 
+@dataclass(frozen=True)
+class Terms:
+    """A quantized product's exact integer part I and its float factor: x W^T = factor * w_scale * I,
+    I = c0 + c1 U + crow rowsum(x) + ccol colsum(W), U the popcount sum of the kernel's op."""
+
+    op: int
+    c0: int
+    c1: int
+    crow: int
+    ccol: int
+    factor: float
+    bound: int  # |I| <= bound
+
+
+def terms(x_form: Signs | Codes, w_form: Signs | Codes, k: int, x_bits: int = 0) -> Terms:
+    """The integer part of x . w over K values, for the forms the bits stand for:
+
+    - x signs, W signs:  I = K - 2 popcount(x xor w)                               factor 1
+    - x codes (a c + b), W signs:  I = d (sum c - 2 sum c [w < 0]) + (d b / a) sum sign(w),
+      d the smallest integer making d b / a an integer (b = 0: d = 1)                 factor a / d
+    - x codes (a c), W codes 2 c' / n - 1:  I = 2 sum c c' - n sum c                  factor a / n
+    """
+    if isinstance(x_form, Signs) and isinstance(w_form, Signs):
+        return Terms(XOR, k, -2, 0, 0, 1.0, k)
+    if not isinstance(x_form, Codes):
+        raise ValueError(f"no packed product for inputs {x_form} and weights {w_form}")
+    top_x = x_form.top
+    if isinstance(w_form, Signs):
+        d = _denominator(x_form.offset / x_form.step)
+        ccol = round(d * x_form.offset / x_form.step)
+        return Terms(AND, 0, -2 * d, d, ccol, x_form.step / d, k * (3 * d * top_x + abs(ccol)))
+    if not isinstance(w_form, Codes) or not w_form.symmetric() or x_form.offset:
+        raise ValueError(f"no packed product for inputs {x_form} and weights {w_form}")
+    return Terms(AND, 0, 2, -w_form.top, 0, x_form.step / w_form.top, 3 * k * top_x * w_form.top)
+
+
+def _denominator(r: float) -> int:
+    for d in range(1, 65):
+        if abs(d * r - round(d * r)) < 1e-9 * max(1.0, abs(d * r)):
+            return d
+    raise ValueError(f"the input codes' offset / step = {r} is not a ratio of small integers")
+
+
 def linear(x: Packed, x_form: Signs | Codes, w: Packed, w_form: Signs | Codes, bias: torch.Tensor | None = None,
-           w_scale: torch.Tensor | float = 1.0) -> torch.Tensor:
+           w_scale: torch.Tensor | float = 1.0, w_signs_sum: torch.Tensor | None = None) -> torch.Tensor:
     """float32 (M, N): x W^T + bias for a quantized layer, from x packed as rows (M, K) and W as
-    panels (N, K), with the values the forms give the bits:
-
-    - x signs, W signs:     y = s_j (K - 2 popcount(x xor w)) + b_j
-    - x codes (step a), W signs:     y = a s_j (sum_k c_k - 2 sum_k c_k [w_jk < 0]) + b_j
-    - x codes (step a), W codes (DoReFa's k-bit, 2 c'/n - 1):  y = a/n (2 sum_k c_k c'_k - n sum_k c_k) + b_j
-
-    s_j = w_scale (a float, or one per output: XNOR-Net's alpha). The integer in parentheses is exact;
-    one multiplication and one addition in float32 follow."""
+    panels (N, K): factor * s_j * I + b_j with the exact integer I of `terms` and s_j = w_scale (a
+    float, or one per output: XNOR-Net's alpha). Inputs with an offset (codes a c + b, b != 0) need
+    `w_signs_sum` (int32 sum_k sign(w_jk) per output, `signs_sum`)."""
     _check_pair(x, w)
     w = as_panels(w)
-    m, n = x.rows, w.n
-    cs = w_scale if isinstance(w_scale, torch.Tensor) else None
-    scale = 1.0 if cs is not None else float(w_scale)
-    if cs is not None:
-        cs = cs.detach().float().contiguous()
+    t = terms(x_form, w_form, x.length)
+    _check_range(t.bound)
+    cs = w_scale.detach().float().contiguous() if isinstance(w_scale, torch.Tensor) else None
+    scale = t.factor * (1.0 if cs is not None else float(w_scale))
     cb = bias.detach().float().contiguous() if bias is not None else None
-    k = x.length
-    if isinstance(x_form, Signs) and isinstance(w_form, Signs):
-        return _ext().gemm(XOR, plane_rows(x), w.words, n, k, -2, 0, 0, None, None, True, None, cs, scale, None, cb,
-                           dispatch.index())
-    if not isinstance(x_form, Codes) or x_form.offset:
-        raise ValueError(f"no packed product for inputs {x_form} and weights {w_form}")
-    rowsum = code_sums(x)
-    scale *= x_form.step
-    if isinstance(w_form, Signs):
-        _check_range(k * (2**x.bits - 1) * 3)
-        return _ext().gemm(AND, plane_rows(x), w.words, n, 0, -2, 1, 0, rowsum, None, True, None, cs, scale, None, cb,
-                           dispatch.index())
-    if not isinstance(w_form, Codes) or not w_form.symmetric():
-        raise ValueError(f"no packed product for inputs {x_form} and weights {w_form}")
-    top = w_form.top
-    _check_range(k * (2**x.bits - 1) * top * 3)
-    return _ext().gemm(AND, plane_rows(x), w.words, n, 0, 2, -top, 0, rowsum, None, True, None, cs, scale / top, None,
-                       cb, dispatch.index()).view(m, n)
+    rowsum = code_sums(x) if t.crow else None
+    return _ext().gemm(t.op, plane_rows(x), w.words, w.n, t.c0, t.c1, t.crow, t.ccol, rowsum,
+                       w_signs_sum if t.ccol else None, True, None, cs, scale, None, cb, dispatch.index())
+
+
+def linear_signs(x: Packed, x_form: Signs | Codes, w: Packed, w_form: Signs | Codes, thr: torch.Tensor,
+                 flip: torch.Tensor, w_signs_sum: torch.Tensor | None = None) -> Packed:
+    """The product thresholded into the next layer's packed signs: output j of row i is -1 (bit 1)
+    where (I_ij < thr_j) xor flip_j, I the exact integer of `terms` (an inference model's BatchNorm
+    and sign folded into one integer comparison per output)."""
+    _check_pair(x, w)
+    w = as_panels(w)
+    t = terms(x_form, w_form, x.length)
+    _check_range(t.bound)
+    rowsum = code_sums(x) if t.crow else None
+    words = _ext().gemm_bits(t.op, plane_rows(x), w.words, w.n, t.c0, t.c1, t.crow, t.ccol, rowsum,
+                             w_signs_sum if t.ccol else None, thr, flip, dispatch.index())
+    return Packed(words, w.n)
+
+
+def signs_sum(w_rows: Packed) -> torch.Tensor:
+    """int32 sum_k sign(w_jk) per row of packed signs (rows layout): K - 2 (count of -1s)."""
+    return (w_rows.length - 2 * code_sums(w_rows)).int()
 
 
 def _check_range(bound: int) -> None:
