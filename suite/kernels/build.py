@@ -29,10 +29,12 @@ _tried = False
 def _build():
     # torch rebuilds when a listed source changes; a header's change reaches it through ninja's
     # dependency files, and its hash through this flag (so that a stale build is never loaded).
-    # No fused multiply-add contraction: every build rounds the float epilogue alike.
+    # No fused multiply-add contraction: every build rounds the float epilogue alike. No loop turned
+    # into a memcpy call: a 32-lane copy is a few vector stores, the call cost more (measured).
     digest = cpp_build.sources_digest(HEADERS)
     return cpp_build.build(NAME, SOURCES, "the bit-packed low-bit kernels",
-                           extra_cflags=(f"-DLOWBIT_HEADERS={digest}", "-ffp-contract=off"))
+                           extra_cflags=(f"-DLOWBIT_HEADERS={digest}", "-ffp-contract=off",
+                                         "-fno-tree-loop-distribute-patterns"))
 
 
 def load():

@@ -33,7 +33,7 @@ inline __m256i byte_counts(__m256i x, __m256i lut, __m256i low) {
 }
 
 template <int MR, int OP>
-void tile_kernel(const uint64_t* a, int64_t lda, const uint64_t* b, int64_t kw, int64_t* t, int shift, bool add) {
+void tile_kernel(const uint64_t* a, int64_t lda, const uint64_t* b, int64_t kw, int32_t* t, int shift, bool add) {
   const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
                                        0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
   const __m256i low = _mm256_set1_epi8(0x0f), zero = _mm256_setzero_si256();
@@ -60,14 +60,17 @@ void tile_kernel(const uint64_t* a, int64_t lda, const uint64_t* b, int64_t kw, 
         sum[r][1] = _mm256_add_epi64(sum[r][1], _mm256_sad_epu8(acc[r][1], zero));
       }
     }
+    // the 64-bit lane sums (< 2^31) to int32: even 32-bit halves of the two vectors, in lane order
     const __m128i sh = _mm_cvtsi32_si128(shift);
-    for (int r = 0; r < MR; ++r)
-      for (int v = 0; v < 2; ++v) {
-        __m256i* dst = reinterpret_cast<__m256i*>(t + r * kNR + s + 4 * v);
-        __m256i x = _mm256_sll_epi64(sum[r][v], sh);
-        if (add) x = _mm256_add_epi64(x, _mm256_loadu_si256(dst));
-        _mm256_storeu_si256(dst, x);
-      }
+    const __m256i even = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+    for (int r = 0; r < MR; ++r) {
+      const __m256i lo = _mm256_permutevar8x32_epi32(_mm256_sll_epi64(sum[r][0], sh), even);
+      const __m256i hi = _mm256_permutevar8x32_epi32(_mm256_sll_epi64(sum[r][1], sh), even);
+      __m256i x = _mm256_permute2x128_si256(lo, hi, 0x20);
+      __m256i* dst = reinterpret_cast<__m256i*>(t + r * kNR + s);
+      if (add) x = _mm256_add_epi32(x, _mm256_loadu_si256(dst));
+      _mm256_storeu_si256(dst, x);
+    }
   }
 }
 

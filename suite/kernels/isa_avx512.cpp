@@ -27,8 +27,8 @@ using lowbit::kNR;
 constexpr int64_t kMR = 4;
 
 template <int MR, int OP>
-void tile_kernel(const uint64_t* a, int64_t lda, const uint64_t* b, int64_t kw, int64_t* t, int shift, bool add) {
-  __m512i acc[MR][4];
+inline __attribute__((always_inline)) void accumulate(const uint64_t* a, int64_t lda, const uint64_t* b, int64_t kw,
+                                                      __m512i (&acc)[MR][4]) {
   for (int r = 0; r < MR; ++r)
     for (int v = 0; v < 4; ++v) acc[r][v] = _mm512_setzero_si512();
   for (int64_t w = 0; w < kw; ++w) {
@@ -50,15 +50,52 @@ void tile_kernel(const uint64_t* a, int64_t lda, const uint64_t* b, int64_t kw, 
       }
     }
   }
-  const __m512i sh = _mm512_set1_epi64(shift);
+}
+
+template <int MR, int OP>
+void tile_kernel(const uint64_t* a, int64_t lda, const uint64_t* b, int64_t kw, int32_t* t, int shift, bool add) {
+  __m512i acc[MR][4];
+  accumulate<MR, OP>(a, lda, b, kw, acc);
+  // the 64-bit lane sums (< 2^31) narrowed to int32 (vpmovqd), shifted, added where asked
+  const __m256i sh = _mm256_set1_epi32(shift);
   for (int r = 0; r < MR; ++r)
     for (int v = 0; v < 4; ++v) {
-      int64_t* dst = t + r * kNR + 8 * v;
-      __m512i x = _mm512_maskz_sllv_epi64(0xFF, acc[r][v], sh);  // maskz: no "undefined" source
-      if (add) x = _mm512_add_epi64(x, _mm512_loadu_si512(dst));
-      _mm512_storeu_si512(dst, x);
+      __m256i* dst = reinterpret_cast<__m256i*>(t + r * kNR + 8 * v);
+      __m256i x = _mm256_sllv_epi32(_mm512_maskz_cvtepi64_epi32(0xFF, acc[r][v]), sh);  // maskz: no "undefined" source
+      if (add) x = _mm256_add_epi32(x, _mm256_loadu_si256(dst));
+      _mm256_storeu_si256(dst, x);
     }
 }
+
+// A full tile with the simple epilogue straight from the registers (kernels_impl.h: epilogue, same
+// operations in the same order: I = c0 + c1 U + crow rowsum; int32, or float I rs scale cs + rb + cb).
+template <int MR, int OP>
+void tile_fused(const uint64_t* a, int64_t lda, const uint64_t* b, int64_t kw, const lowbit::Epilogue& e, int64_t i0,
+                int64_t j0, int64_t off) {
+  __m512i acc[MR][4];
+  accumulate<MR, OP>(a, lda, b, kw, acc);
+  const __m256i c1 = _mm256_set1_epi32(static_cast<int32_t>(e.c1));
+  for (int r = 0; r < MR; ++r) {
+    const int64_t i = i0 + r;
+    const __m256i base = _mm256_set1_epi32(static_cast<int32_t>(e.c0 + (e.rowsum ? e.crow * e.rowsum[i] : 0)));
+    const int64_t o = e.ldo * i + off;
+    const __m256 rsi = _mm256_set1_ps((e.rs ? e.rs[i] : 1.0f) * e.scale), rbi = _mm256_set1_ps(e.rb ? e.rb[i] : 0.0f);
+    for (int v = 0; v < 4; ++v) {
+      const __m256i val = _mm256_add_epi32(base, _mm256_mullo_epi32(c1, _mm512_maskz_cvtepi64_epi32(0xFF, acc[r][v])));
+      if (e.out_i) {
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(e.out_i + o + 8 * v), val);
+        continue;
+      }
+      __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(val), rsi);
+      if (e.cs) f = _mm256_mul_ps(f, _mm256_loadu_ps(e.cs + j0 + 8 * v));
+      f = _mm256_add_ps(f, rbi);
+      if (e.cb) f = _mm256_add_ps(f, _mm256_loadu_ps(e.cb + j0 + 8 * v));
+      _mm256_storeu_ps(e.out_f + o + 8 * v, f);
+    }
+  }
+}
+
+#define LB_FUSED_TILE 1
 
 uint64_t sign_word_f32(const float* p) {
   const __m512 zero = _mm512_setzero_ps();

@@ -14,8 +14,8 @@ using lowbit::kNR;
 constexpr int64_t kMR = 4;
 
 template <int MR, int OP>
-void tile_kernel(const uint64_t* a, int64_t lda, const uint64_t* b, int64_t kw, int64_t* t, int shift, bool add) {
-  int64_t acc[MR][kNR] = {};
+void tile_kernel(const uint64_t* a, int64_t lda, const uint64_t* b, int64_t kw, int32_t* t, int shift, bool add) {
+  int32_t acc[MR][kNR] = {};
   for (int64_t w = 0; w < kw; ++w) {
     const uint64_t* bw = b + w * kNR;
     for (int r = 0; r < MR; ++r) {

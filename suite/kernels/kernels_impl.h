@@ -3,8 +3,12 @@
 //   kMR                                   rows of A per micro-kernel tile (columns: kNR = 32)
 //   tile_kernel<MR, OP>(a, lda, b, kw, t, shift, add)
 //       t[r][l] (+)= popcount-sum over the kw words of (A row r) OP (panel lane l), shifted left by
-//       `shift`, for r < MR, l < kNR (the micro-kernel: the only code that differs by instruction set)
+//       `shift`, for r < MR, l < kNR, as int32 (the micro-kernel: the only code that differs by
+//       instruction set; the bindings check that every integer fits 31 bits)
 //   sign_word_f32(p)                      the 64 sign bits of 64 contiguous floats (bit j: p[j] + 0 < 0)
+//   LB_FUSED_TILE (optional)              tile_fused<MR, OP>(a, lda, b, kw, e, i0, j0, off): a full tile
+//       whose epilogue is the simple one (`simple_epilogue`) computed from the registers and stored at
+//       output offset off + ldo i (what tile_kernel + epilogue would store, bit for bit)
 //   LB_KERNELS_NAME                       the Kernels table's name in lowbit.h
 // Everything sits in an anonymous namespace: nothing here is shared between the three builds (see
 // lowbit.h on why that matters). No C++ standard library either, for the same reason.
@@ -173,7 +177,7 @@ void plane_sums(const uint64_t* rows, int64_t nw, int planes, int64_t ps, int32_
 // t (mr x kNR) = sum over plane pairs of 2^(p+q) popcounts: one tile of U.
 template <int MR>
 void tile_all_planes(int op, const uint64_t* a, int64_t lda, int64_t a_ps, int a_planes, const uint64_t* b,
-                     int64_t b_ps, int b_planes, int64_t kw, int64_t* t) {
+                     int64_t b_ps, int b_planes, int64_t kw, int32_t* t) {
   if (op == lowbit::kXor) {
     tile_kernel<MR, lowbit::kXor>(a, lda, b, kw, t, 0, false);
     return;
@@ -186,7 +190,7 @@ void tile_all_planes(int op, const uint64_t* a, int64_t lda, int64_t a_ps, int a
 template <int MR>
 struct TileDispatch {
   static void run(int mr, int op, const uint64_t* a, int64_t lda, int64_t a_ps, int a_planes, const uint64_t* b,
-                  int64_t b_ps, int b_planes, int64_t kw, int64_t* t) {
+                  int64_t b_ps, int b_planes, int64_t kw, int32_t* t) {
     if (mr == MR)
       tile_all_planes<MR>(op, a, lda, a_ps, a_planes, b, b_ps, b_planes, kw, t);
     else
@@ -197,23 +201,45 @@ struct TileDispatch {
 template <>
 struct TileDispatch<0> {
   static void run(int, int, const uint64_t*, int64_t, int64_t, int, const uint64_t*, int64_t, int, int64_t,
-                  int64_t*) {}
+                  int32_t*) {}
 };
 
+// Where a tile's lanes go in the output: runs of lanes contiguous in memory (a convolution's columns
+// cross from one image to the next within a panel), computed once per tile, not per row.
+struct Runs {
+  int64_t n;
+  int64_t first[kNR], len[kNR], off[kNR];
+};
+
+void output_runs(const Epilogue& e, int64_t j0, int64_t nvalid, Runs& runs) {
+  runs.n = 0;
+  for (int64_t l = 0; l < nvalid;) {
+    const int64_t j = j0 + l, img = j / e.img_cols, pos = j - img * e.img_cols;
+    const int64_t len = lb_min(nvalid - l, e.img_cols - pos);
+    runs.first[runs.n] = l;
+    runs.len[runs.n] = len;
+    runs.off[runs.n] = img * e.img_stride + pos;
+    ++runs.n;
+    l += len;
+  }
+}
+
 // The integer epilogue and the store of one tile (rows i0.., lanes j0.., nvalid of them). colsum and sub
-// are indexed by lane (sub: mr x kNR, subtracted from I; may be null).
-void epilogue(const Epilogue& e, const int64_t* t, int64_t i0, int mr, int64_t j0, int64_t nvalid,
-              const int32_t* colsum, const int64_t* sub) {
+// are indexed by lane (sub: mr x kNR, subtracted from I; may be null). int32 throughout: the loops over
+// the 32 lanes vectorize.
+void epilogue(const Epilogue& e, const int32_t* t, int64_t i0, int mr, int64_t j0, int64_t nvalid,
+              const int32_t* colsum, const int32_t* sub, const Runs& runs) {
+  const int32_t c1 = static_cast<int32_t>(e.c1), ccol = static_cast<int32_t>(e.ccol);
   for (int r = 0; r < mr; ++r) {
     const int64_t i = i0 + r;
-    const int64_t base = e.c0 + (e.rowsum ? e.crow * e.rowsum[i] : 0);
-    int32_t v[kNR];
-    const int64_t* tr = t + r * kNR;
-    for (int64_t l = 0; l < kNR; ++l) v[l] = static_cast<int32_t>(base + e.c1 * tr[l]);
+    const int32_t base = static_cast<int32_t>(e.c0 + (e.rowsum ? e.crow * e.rowsum[i] : 0));
+    alignas(64) int32_t v[kNR];
+    const int32_t* tr = t + r * kNR;
+    for (int64_t l = 0; l < kNR; ++l) v[l] = base + c1 * tr[l];
     if (colsum)
-      for (int64_t l = 0; l < kNR; ++l) v[l] += static_cast<int32_t>(e.ccol * colsum[l]);
+      for (int64_t l = 0; l < kNR; ++l) v[l] += ccol * colsum[l];
     if (sub)
-      for (int64_t l = 0; l < kNR; ++l) v[l] -= static_cast<int32_t>(sub[r * kNR + l]);
+      for (int64_t l = 0; l < kNR; ++l) v[l] -= sub[r * kNR + l];
     if (e.out_bits) {
       uint32_t bits = 0;
       for (int64_t l = 0; l < nvalid; ++l)
@@ -222,41 +248,58 @@ void epilogue(const Epilogue& e, const int64_t* t, int64_t i0, int mr, int64_t j
       continue;
     }
     const float rsi = (e.rs ? e.rs[i] : 1.0f) * e.scale, rbi = e.rb ? e.rb[i] : 0.0f;
-    // a run of lanes contiguous in the output: split where the columns cross an image
-    for (int64_t l = 0; l < nvalid;) {
-      const int64_t j = j0 + l, img = j / e.img_cols, pos = j % e.img_cols;
-      const int64_t run = lb_min(nvalid - l, e.img_cols - pos);
-      const int64_t off = e.ldo * i + img * e.img_stride + pos;
+    for (int64_t q = 0; q < runs.n; ++q) {
+      const int64_t l0 = runs.first[q], run = runs.len[q], off = e.ldo * i + runs.off[q];
+      const int32_t* vr = v + l0;
       if (e.out_i) {
         int32_t* o = e.out_i + off;
-        for (int64_t q = 0; q < run; ++q) o[q] = v[l + q];
-      } else {
-        float* o = e.out_f + off;
-        const float* cs = e.cs ? e.cs + j : nullptr;
-        const float* cb = e.cb ? e.cb + j : nullptr;
-        if (!cs && !cb) {
-          for (int64_t q = 0; q < run; ++q) o[q] = static_cast<float>(v[l + q]) * rsi + rbi;
-        } else {
-          for (int64_t q = 0; q < run; ++q)
-            o[q] = static_cast<float>(v[l + q]) * rsi * (cs ? cs[q] : 1.0f) + rbi + (cb ? cb[q] : 0.0f);
-        }
+        for (int64_t u = 0; u < run; ++u) o[u] = vr[u];
+        continue;
       }
-      l += run;
+      float* o = e.out_f + off;
+      const float* cs = e.cs ? e.cs + j0 + l0 : nullptr;
+      const float* cb = e.cb ? e.cb + j0 + l0 : nullptr;
+      if (!cs && !cb) {
+        for (int64_t u = 0; u < run; ++u) o[u] = static_cast<float>(vr[u]) * rsi + rbi;
+      } else if (cs && cb) {
+        for (int64_t u = 0; u < run; ++u) o[u] = static_cast<float>(vr[u]) * rsi * cs[u] + rbi + cb[u];
+      } else if (cs) {
+        for (int64_t u = 0; u < run; ++u) o[u] = static_cast<float>(vr[u]) * rsi * cs[u] + rbi;
+      } else {
+        for (int64_t u = 0; u < run; ++u) o[u] = static_cast<float>(vr[u]) * rsi + rbi + cb[u];
+      }
     }
   }
 }
 
+// The epilogue a fused tile can do from its registers: no column sums, corrections or bits.
+bool simple_epilogue(const Epilogue& e) { return !e.colsum && !e.out_bits; }
+
 void gemm(const Gemm& g, int64_t begin, int64_t end) {
-  alignas(64) int64_t tile[kMR * kNR];
+  alignas(64) int32_t tile[kMR * kNR];
+  Runs runs;
+#ifdef LB_FUSED_TILE
+  const bool fusable = simple_epilogue(g.ep) && (g.op == lowbit::kXor || (g.a_planes == 1 && g.b_planes == 1));
+#endif
   for (int64_t panel = begin; panel < end; ++panel) {
     const uint64_t* bp = g.b + panel * g.b_panel_stride;
     const int64_t j0 = panel * kNR, nvalid = lb_min(kNR, g.n - j0);
     const int32_t* colsum = g.ep.colsum ? g.ep.colsum + j0 : nullptr;
+    output_runs(g.ep, j0, nvalid, runs);
     for (int64_t i0 = 0; i0 < g.m; i0 += kMR) {
       const int mr = static_cast<int>(lb_min(kMR, g.m - i0));
+#ifdef LB_FUSED_TILE
+      if (fusable && mr == kMR && runs.n == 1 && nvalid == kNR) {
+        if (g.op == lowbit::kXor)
+          tile_fused<kMR, lowbit::kXor>(g.a + i0 * g.lda, g.lda, bp, g.kw, g.ep, i0, j0, runs.off[0]);
+        else
+          tile_fused<kMR, lowbit::kAnd>(g.a + i0 * g.lda, g.lda, bp, g.kw, g.ep, i0, j0, runs.off[0]);
+        continue;
+      }
+#endif
       TileDispatch<kMR>::run(mr, g.op, g.a + i0 * g.lda, g.lda, g.a_plane_stride, g.a_planes, bp, g.b_plane_stride,
                              g.b_planes, g.kw, tile);
-      epilogue(g.ep, tile, i0, mr, j0, nvalid, colsum, nullptr);
+      epilogue(g.ep, tile, i0, mr, j0, nvalid, colsum, nullptr, runs);
     }
   }
 }
@@ -269,10 +312,11 @@ void conv(const Conv& c, int64_t begin, int64_t end) {
   const int64_t og = c.out_channels / c.groups, mw = (taps + 63) / 64, pix = c.groups * planes * c.wc;
   // per-call scratch (a C allocation: no C++ library in this file)
   uint64_t* panel = static_cast<uint64_t*>(__builtin_malloc(sizeof(uint64_t) * (planes * kwords * kNR + kNR * mw)));
-  int64_t* sub = static_cast<int64_t*>(__builtin_malloc(sizeof(int64_t) * (kMR * kNR)));
+  int32_t* sub = static_cast<int32_t*>(__builtin_malloc(sizeof(int32_t) * (kMR * kNR)));
   uint64_t* mask = panel + planes * kwords * kNR;  // kNR x mw: which taps of each lane fall in the padding
-  alignas(64) int64_t tile[kMR * kNR];
-  int32_t colsum[kNR];
+  alignas(64) int32_t tile[kMR * kNR];
+  alignas(64) int32_t colsum[kNR];
+  Runs runs;
   for (int64_t task = begin; task < end; ++task) {
     const int64_t g = task / npanels, pnl = task % npanels, j0 = pnl * kNR, nvalid = lb_min(kNR, npos - j0);
     bool padded = false;
@@ -309,6 +353,7 @@ void conv(const Conv& c, int64_t begin, int64_t end) {
       }
     }
     const bool correct = padded && c.tap_sums;
+    output_runs(c.ep, j0, nvalid, runs);
     for (int64_t o0 = 0; o0 < og; o0 += kMR) {
       const int mr = static_cast<int>(lb_min(kMR, og - o0));
       const int64_t row0 = g * og + o0;
@@ -318,14 +363,14 @@ void conv(const Conv& c, int64_t begin, int64_t end) {
         for (int r = 0; r < mr; ++r) {
           const int32_t* s = c.tap_sums + (row0 + r) * taps;
           for (int64_t l = 0; l < kNR; ++l) {
-            int64_t corr = 0;
+            int32_t corr = 0;
             for (int64_t q = 0; q < mw; ++q)
               for (uint64_t m = mask[l * mw + q]; m; m &= m - 1) corr += s[q * 64 + __builtin_ctzll(m)];
             sub[r * kNR + l] = corr;
           }
         }
       }
-      epilogue(c.ep, tile, row0, mr, j0, nvalid, c.need_colsum ? colsum : nullptr, correct ? sub : nullptr);
+      epilogue(c.ep, tile, row0, mr, j0, nvalid, c.need_colsum ? colsum : nullptr, correct ? sub : nullptr, runs);
     }
   }
   __builtin_free(sub);
