@@ -26,6 +26,7 @@ _forced: str | None = None
 _env_choice: str | None = None
 _env_read = False
 _current: int | None = None  # cached index (the hot path reads it on every call)
+_supported: tuple[str, ...] | None = None  # the CPU's features do not change
 
 
 def _env() -> str:
@@ -40,12 +41,15 @@ def _env() -> str:
 
 def supported() -> tuple[str, ...]:
     """The builds this CPU can run (compiled for this architecture and with the features present)."""
-    ext = build.load()
-    if ext is None:
-        return ()
-    features = ext.cpu_features()
-    return tuple(name for i, name in enumerate(ISAS)
-                 if ext.compiled(i) and all(features.get(f, False) for f in _NEEDS[name]))
+    global _supported
+    if _supported is None:
+        ext = build.load()
+        if ext is None:
+            return ()
+        features = ext.cpu_features()
+        _supported = tuple(name for i, name in enumerate(ISAS)
+                           if ext.compiled(i) and all(features.get(f, False) for f in _NEEDS[name]))
+    return _supported
 
 
 def why_unsupported(name: str) -> str:
@@ -62,6 +66,8 @@ def chosen() -> str | None:
     """The build that runs now (None: kernels off or unavailable)."""
     if _forced is not None:
         return _forced
+    if _current is not None:
+        return ISAS[_current]
     env = _env()
     if env == "off":
         return None

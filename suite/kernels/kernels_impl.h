@@ -272,6 +272,26 @@ void epilogue(const Epilogue& e, const int32_t* t, int64_t i0, int mr, int64_t j
   }
 }
 
+#ifdef LB_FUSED_TILE
+template <int MR>
+struct FusedDispatch {
+  static void run(int mr, int op, const uint64_t* a, int64_t lda, const uint64_t* b, int64_t kw, const Epilogue& e,
+                  int64_t i0, int64_t j0, int64_t off) {
+    if (mr != MR) return FusedDispatch<MR - 1>::run(mr, op, a, lda, b, kw, e, i0, j0, off);
+    if (op == lowbit::kXor)
+      tile_fused<MR, lowbit::kXor>(a, lda, b, kw, e, i0, j0, off);
+    else
+      tile_fused<MR, lowbit::kAnd>(a, lda, b, kw, e, i0, j0, off);
+  }
+};
+
+template <>
+struct FusedDispatch<0> {
+  static void run(int, int, const uint64_t*, int64_t, const uint64_t*, int64_t, const Epilogue&, int64_t, int64_t,
+                  int64_t) {}
+};
+#endif
+
 // The epilogue a fused tile can do from its registers: no column sums, corrections or bits.
 bool simple_epilogue(const Epilogue& e) { return !e.colsum && !e.out_bits; }
 
@@ -289,11 +309,8 @@ void gemm(const Gemm& g, int64_t begin, int64_t end) {
     for (int64_t i0 = 0; i0 < g.m; i0 += kMR) {
       const int mr = static_cast<int>(lb_min(kMR, g.m - i0));
 #ifdef LB_FUSED_TILE
-      if (fusable && mr == kMR && runs.n == 1 && nvalid == kNR) {
-        if (g.op == lowbit::kXor)
-          tile_fused<kMR, lowbit::kXor>(g.a + i0 * g.lda, g.lda, bp, g.kw, g.ep, i0, j0, runs.off[0]);
-        else
-          tile_fused<kMR, lowbit::kAnd>(g.a + i0 * g.lda, g.lda, bp, g.kw, g.ep, i0, j0, runs.off[0]);
+      if (fusable && runs.n == 1 && nvalid == kNR) {
+        FusedDispatch<kMR>::run(mr, g.op, g.a + i0 * g.lda, g.lda, bp, g.kw, g.ep, i0, j0, runs.off[0]);
         continue;
       }
 #endif
