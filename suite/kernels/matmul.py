@@ -12,6 +12,7 @@ bits stand for).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -69,7 +70,8 @@ class Terms:
     bound: int  # |I| <= bound
 
 
-def terms(x_form: Signs | Codes, w_form: Signs | Codes, k: int, x_bits: int = 0) -> Terms:
+@functools.lru_cache(maxsize=256)
+def terms(x_form: Signs | Codes, w_form: Signs | Codes, k: int) -> Terms:
     """The integer part of x . w over K values, for the forms the bits stand for:
 
     - x signs, W signs:  I = K - 2 popcount(x xor w)                               factor 1
@@ -108,9 +110,9 @@ def linear(x: Packed, x_form: Signs | Codes, w: Packed, w_form: Signs | Codes, b
     w = as_panels(w)
     t = terms(x_form, w_form, x.length)
     _check_range(t.bound)
-    cs = w_scale.detach().float().contiguous() if isinstance(w_scale, torch.Tensor) else None
+    cs = _f32(w_scale) if isinstance(w_scale, torch.Tensor) else None
     scale = t.factor * (1.0 if cs is not None else float(w_scale))
-    cb = bias.detach().float().contiguous() if bias is not None else None
+    cb = _f32(bias) if bias is not None else None
     rowsum = code_sums(x) if t.crow else None
     return _ext().gemm(t.op, plane_rows(x), w.words, w.n, t.c0, t.c1, t.crow, t.ccol, rowsum,
                        w_signs_sum if t.ccol else None, True, None, cs, scale, None, cb, dispatch.index())
@@ -134,6 +136,13 @@ def linear_signs(x: Packed, x_form: Signs | Codes, w: Packed, w_form: Signs | Co
 def signs_sum(w_rows: Packed) -> torch.Tensor:
     """int32 sum_k sign(w_jk) per row of packed signs (rows layout): K - 2 (count of -1s)."""
     return (w_rows.length - 2 * code_sums(w_rows)).int()
+
+
+def _f32(t: torch.Tensor) -> torch.Tensor:
+    """A contiguous float32 tensor without autograd history (as it is, when it already is one)."""
+    if t.dtype is torch.float32 and not t.requires_grad and t.is_contiguous():
+        return t
+    return t.detach().float().contiguous()
 
 
 def _check_range(bound: int) -> None:

@@ -112,7 +112,9 @@ def plane_rows(p: Packed) -> torch.Tensor:
     if p.layout != "rows":
         raise ValueError("the A operand of a product must be in rows")
     w = p.words if p.bits else p.words.unsqueeze(0)
-    return w.reshape(w.shape[0], -1, w.shape[-1]).contiguous()
+    if w.dim() != 3:
+        w = w.reshape(w.shape[0], -1, w.shape[-1])
+    return w if w.is_contiguous() else w.contiguous()
 
 
 def code_sums(p: Packed) -> torch.Tensor:

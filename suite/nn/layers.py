@@ -70,13 +70,18 @@ class _QuantMixin:
         q = self.input_quantizer
         if q is None:
             return x, None
-        scale = getattr(q, "output_scale", None)
-        return q(x), (scale(x, self) if scale is not None else None)
+        return q(x), self._input_scale(x)
 
-    def _plan(self, xq) -> packed.Plan | None:
-        """The packed plan for this forward, or None (emulated); records which ran."""
-        p = packed.plan(self, xq)
-        self.arithmetic_used = p.label if isinstance(p, packed.Plan) else p
+    def _input_scale(self, x) -> torch.Tensor | None:
+        """The input quantizer's factor for the output (XNOR-Net's K), or None."""
+        scale = getattr(self.input_quantizer, "output_scale", None)
+        return scale(x, self) if scale is not None else None
+
+    def _plan(self, x) -> packed.Plan | None:
+        """The packed plan for this forward on input x, or None (emulated); records which ran."""
+        p = packed.plan(self, x)
+        # a plain attribute, set past nn.Module.__setattr__ (microseconds a call, which batch 1 notices)
+        self.__dict__["arithmetic_used"] = p.label if isinstance(p, packed.Plan) else p
         return p if isinstance(p, packed.Plan) else None
 
     def _output(self, y):
@@ -95,19 +100,22 @@ class QuantLinear(_QuantMixin, nn.Linear):
         self._init_quant(weight_quantizer, input_quantizer, gradient_quantizer, clip_value, lr_scale, arithmetic)
 
     def forward(self, x):
-        xq, k = self._quantized_input(x)
-        p = self._plan(xq)
+        p = self._plan(x)
         cached = packed.cached_weights(self, p) if p is not None else None
+        if cached is not None:  # evaluation without gradients: packed from x's bits, no autograd
+            k = self._input_scale(x)
+            y = packed.linear_from_input(x, self.bias if k is None else None, p, cached)
+            return self._output(y if k is None else _scale_output(y, k, None, self.bias, spatial=0))
+        xq, k = self._quantized_input(x)
         # scale the output rather than the weights when it has fewer rows than the weights' fan-in
-        w, alpha = self._weight_and_scale(x.numel() < self.in_features * self.in_features) if cached is None \
-            else (None, None)
+        w, alpha = self._weight_and_scale(x.numel() < self.in_features * self.in_features)
         if k is None and alpha is None:
-            return self._output(self._linear(xq, w, self.bias, p, cached))
-        return self._output(_scale_output(self._linear(xq, w, None, p, cached), k, alpha, self.bias, spatial=0))
+            return self._output(self._linear(xq, w, self.bias, p))
+        return self._output(_scale_output(self._linear(xq, w, None, p), k, alpha, self.bias, spatial=0))
 
     @staticmethod
-    def _linear(xq, w, bias, p, cached):
-        return F.linear(xq, w, bias) if p is None else packed.linear(xq, w, bias, p, cached)
+    def _linear(xq, w, bias, p):
+        return F.linear(xq, w, bias) if p is None else packed.linear(xq, w, bias, p)
 
 
 class QuantConv2d(_QuantMixin, nn.Conv2d):
@@ -122,18 +130,22 @@ class QuantConv2d(_QuantMixin, nn.Conv2d):
         self._init_quant(weight_quantizer, input_quantizer, gradient_quantizer, clip_value, lr_scale, arithmetic)
 
     def forward(self, x):
-        xq, k = self._quantized_input(x)
-        p = self._plan(xq)
+        p = self._plan(x)
         cached = packed.cached_weights(self, p) if p is not None else None
+        if cached is not None:  # evaluation without gradients: packed from x's bits, no autograd
+            k = self._input_scale(x)
+            y = packed.conv2d_from_input(self, x, self.bias if k is None else None, p, cached)
+            return self._output(y if k is None else _scale_output(y, k, None, self.bias, spatial=2))
+        xq, k = self._quantized_input(x)
         # a convolution's output outnumbers its weights: alpha stays on the weights
-        w = self._weight_and_scale(False)[0] if cached is None else None
+        w = self._weight_and_scale(False)[0]
         if k is None:
-            return self._output(self._conv(xq, w, self.bias, p, cached))
-        return self._output(_scale_output(self._conv(xq, w, None, p, cached), k, None, self.bias, spatial=2))
+            return self._output(self._conv(xq, w, self.bias, p))
+        return self._output(_scale_output(self._conv(xq, w, None, p), k, None, self.bias, spatial=2))
 
-    def _conv(self, xq, w, bias, p, cached):
+    def _conv(self, xq, w, bias, p):
         # nn.Conv2d's own _conv_forward handles padding_mode, groups and dilation.
-        return self._conv_forward(xq, w, bias) if p is None else packed.conv2d(self, xq, w, bias, p, cached)
+        return self._conv_forward(xq, w, bias) if p is None else packed.conv2d(self, xq, w, bias, p)
 
 
 def _scale_output(y, k, alpha, bias, spatial: int):

@@ -82,12 +82,16 @@ def input_form(q, training: bool):
 
 
 _PLAIN = (torch.Tensor, nn.Parameter)
+_is_wrapped = torch._C._functorch.is_functorch_wrapped_tensor
 
 
-def _plain(*tensors) -> bool:
-    is_wrapped = torch._C._functorch.is_functorch_wrapped_tensor
-    return all(t is None or (type(t) in _PLAIN and t.device.type == "cpu" and t.dtype == torch.float32
-                             and not is_wrapped(t)) for t in tensors)
+def _plain(x, bias) -> bool:
+    """Plain dense float32 CPU tensors: not CUDA, not torch.func's wrapped ones, not subclasses."""
+    for t in (x, bias):
+        if t is not None and (type(t) not in _PLAIN or t.dtype != torch.float32 or t.device.type != "cpu"
+                              or _is_wrapped(t)):
+            return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -99,31 +103,54 @@ class Plan:
 
     @property
     def label(self) -> str:
-        return f"packed ({dispatch.chosen()})"
+        return _LABELS.get(dispatch.chosen()) or f"packed ({dispatch.chosen()})"
 
 
-def plan(layer, xq: torch.Tensor) -> Plan | str:
-    """A Plan where the layer's forward can run packed on the quantized input xq, else the reason it
-    is emulated (for `layer.arithmetic_used`)."""
+_LABELS = {name: f"packed ({name})" for name in dispatch.ISAS}
+
+
+def _forms(layer) -> Plan | str:
+    """The layer's Plan from its quantizers and mode alone, or why it has none (cached per layer: the
+    checks cost microseconds, which a batch-1 forward pass notices)."""
+    modules = layer._modules  # not nn.Module.__getattr__: this runs on every forward pass
+    iq, wq = modules.get("input_quantizer"), modules.get("weight_quantizer")
+    key = (layer.training, layer.arithmetic, id(iq), id(wq), iq.training if iq is not None else None,
+           layer.__dict__.get("padding_mode"))
+    cached = layer.__dict__.get("_forms_cache")
+    if cached is not None and cached[0] == key:
+        return cached[1]
     if layer.weight_quantizer is None and layer.input_quantizer is None:
-        return "float"
-    if layer.arithmetic != "packed":
-        return "emulated (arithmetic = emulated)"
-    if layer.input_quantizer is None:
-        return "emulated (real-valued input)"
-    xf = input_form(layer.input_quantizer, layer.training)
-    wf = weight_form(layer.weight_quantizer, layer.training) if layer.weight_quantizer is not None else None
-    if xf is None or wf is None:
-        return "emulated (no packed form for these quantizers in this mode)"
-    if isinstance(xf, Signs) and not isinstance(wf, Signs):
-        return "emulated (binary inputs with k-bit weights)"
-    if not _plain(xq, getattr(layer, "bias", None)):
+        out = "float"
+    elif layer.arithmetic != "packed":
+        out = "emulated (arithmetic = emulated)"
+    elif layer.input_quantizer is None:
+        out = "emulated (real-valued input)"
+    else:
+        xf = input_form(layer.input_quantizer, layer.training)
+        wf = weight_form(layer.weight_quantizer, layer.training) if layer.weight_quantizer is not None else None
+        if xf is None or wf is None:
+            out = "emulated (no packed form for these quantizers in this mode)"
+        elif isinstance(xf, Signs) and not isinstance(wf, Signs):
+            out = "emulated (binary inputs with k-bit weights)"
+        elif isinstance(layer, nn.Conv2d) and (layer.padding_mode != "zeros" or isinstance(layer.padding, str)):
+            out = "emulated (padding mode or 'same'/'valid' padding)"
+        else:
+            out = Plan(xf, wf)
+    layer.__dict__["_forms_cache"] = (key, out)
+    return out
+
+
+def plan(layer, x: torch.Tensor) -> Plan | str:
+    """A Plan where the layer's forward can run packed on input x, else the reason it is emulated
+    (for `layer.arithmetic_used`)."""
+    p = _forms(layer)
+    if not isinstance(p, Plan):
+        return p
+    if not _plain(x, layer.bias):
         return "emulated (not plain float32 CPU tensors)"
-    if isinstance(layer, nn.Conv2d) and (layer.padding_mode != "zeros" or isinstance(layer.padding, str)):
-        return "emulated (padding mode or 'same'/'valid' padding)"
     if dispatch.chosen() is None:
         return f"emulated (kernels {dispatch.status()})"
-    return Plan(xf, wf)
+    return p
 
 
 def _pack_input(xq, form):
@@ -149,8 +176,8 @@ class _PackedLinear(torch.autograd.Function):
     """y = F.linear(xq, wq, bias) on the kernels; F.linear's own backward (mm with wq and xq)."""
 
     @staticmethod
-    def forward(xq, wq, bias, xf, wf, packed_w):
-        wp, scale = packed_w if packed_w is not None else pack_linear_weight(wq, wf)
+    def forward(xq, wq, bias, xf, wf):
+        wp, scale = pack_linear_weight(wq, wf)
         return kmatmul.linear(_pack_input(xq, xf), xf, wp, wf, bias, scale)
 
     @staticmethod
@@ -167,7 +194,7 @@ class _PackedLinear(torch.autograd.Function):
         gx = g.mm(wq) if ctx.needs_input_grad[0] else None
         gw = g.t().mm(xq) if ctx.needs_input_grad[1] else None
         gb = g.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
-        return gx, gw, gb, None, None, None
+        return gx, gw, gb, None, None
 
     @staticmethod
     def jvp(ctx, tx, tw, tb, *_):
@@ -183,8 +210,8 @@ class _PackedConv(torch.autograd.Function):
     """y = conv2d(xq, wq, bias) on the kernels; conv2d's own backward (aten.convolution_backward)."""
 
     @staticmethod
-    def forward(xq, wq, bias, xf, wf, packed_w, stride, padding, dilation, groups):
-        cw, scale = packed_w if packed_w is not None else pack_conv_weight(wq, wf)
+    def forward(xq, wq, bias, xf, wf, stride, padding, dilation, groups):
+        cw, scale = pack_conv_weight(wq, wf)
         return kconv2d(xq, xf, cw, bias, scale, stride, padding, dilation, groups)
 
     @staticmethod
@@ -192,7 +219,7 @@ class _PackedConv(torch.autograd.Function):
         xq, wq, bias = inputs[:3]
         ctx.save_for_backward(xq, wq)
         ctx.save_for_forward(xq, wq)
-        ctx.geometry = inputs[6:10]
+        ctx.geometry = inputs[5:9]
         ctx.bias_sizes = [wq.shape[0]] if bias is not None else None
 
     @staticmethod
@@ -203,7 +230,7 @@ class _PackedConv(torch.autograd.Function):
         mask = [need[0], need[1], ctx.bias_sizes is not None and need[2]]
         gx, gw, gb = torch.ops.aten.convolution_backward(g, xq, wq, ctx.bias_sizes, stride, padding, dilation, False,
                                                          [0, 0], groups, mask)
-        return gx, gw, gb, None, None, None, None, None, None, None
+        return gx, gw, gb, None, None, None, None, None, None
 
     @staticmethod
     def jvp(ctx, tx, tw, tb, *_):
@@ -238,27 +265,40 @@ def cached_weights(layer, p: Plan):
     return cache[1]
 
 
-_NO_WEIGHTS = torch.empty(0)  # stands for wq where cached packed weights serve (no gradient then)
-
-
-def linear(xq: torch.Tensor, wq: torch.Tensor | None, bias, p: Plan, packed_w=None) -> torch.Tensor:
-    """F.linear(xq, wq, bias), packed (wq None: `packed_w` from `cached_weights` serve)."""
-    wq = _NO_WEIGHTS if wq is None else wq
+def linear(xq: torch.Tensor, wq: torch.Tensor, bias, p: Plan) -> torch.Tensor:
+    """F.linear(xq, wq, bias), packed, with F.linear's gradients."""
     if xq.dim() != 2:
         lead = xq.shape[:-1]
-        return _PackedLinear.apply(xq.reshape(-1, xq.shape[-1]), wq, bias, p.x_form, p.w_form, packed_w).view(
-            *lead, -1)
-    return _PackedLinear.apply(xq, wq, bias, p.x_form, p.w_form, packed_w)
+        return _PackedLinear.apply(xq.reshape(-1, xq.shape[-1]), wq, bias, p.x_form, p.w_form).view(*lead, -1)
+    return _PackedLinear.apply(xq, wq, bias, p.x_form, p.w_form)
 
 
-def conv2d(layer, xq: torch.Tensor, wq: torch.Tensor | None, bias, p: Plan, packed_w=None) -> torch.Tensor:
+def conv2d(layer, xq: torch.Tensor, wq: torch.Tensor, bias, p: Plan) -> torch.Tensor:
     """conv2d(xq, wq, bias) with the layer's stride, padding, dilation and groups, packed."""
-    wq = _NO_WEIGHTS if wq is None else wq
     unbatched = xq.dim() == 3
     if unbatched:
         xq = xq.unsqueeze(0)
-    y = _PackedConv.apply(xq.contiguous(), wq, bias, p.x_form, p.w_form, packed_w, list(layer.stride),
+    y = _PackedConv.apply(xq.contiguous(), wq, bias, p.x_form, p.w_form, list(layer.stride),
                           list(layer.padding), list(layer.dilation), layer.groups)
+    return y.squeeze(0) if unbatched else y
+
+
+def linear_from_input(x: torch.Tensor, bias, p: Plan, packed_w) -> torch.Tensor:
+    """Without gradients: F.linear(q(x), wq, bias) from the raw input x, whose bits are those of its
+    quantized value (sign bits; DoReFa's codes round(clip(x, 0, 1) n) = clamp(round(x n), 0, n)), and
+    the cached packed weights; no autograd Function (whose call costs tens of microseconds)."""
+    wp, scale = packed_w
+    x2 = x if x.dim() == 2 else x.reshape(-1, x.shape[-1])
+    y = kmatmul.linear(_pack_input(x2, p.x_form), p.x_form, wp, p.w_form, bias, scale)
+    return y if x.dim() == 2 else y.view(*x.shape[:-1], -1)
+
+
+def conv2d_from_input(layer, x: torch.Tensor, bias, p: Plan, packed_w) -> torch.Tensor:
+    """Without gradients: conv2d(q(x), wq, bias) from the raw input's bits (as `linear_from_input`)."""
+    cw, scale = packed_w
+    unbatched = x.dim() == 3
+    y = kconv2d(x.unsqueeze(0) if unbatched else x, p.x_form, cw, bias, scale, layer.stride, layer.padding,
+                layer.dilation, layer.groups)
     return y.squeeze(0) if unbatched else y
 
 
