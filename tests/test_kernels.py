@@ -100,6 +100,15 @@ def test_bitserial_matmul_is_exact(isa, bits_a, bits_b, k):
     assert torch.equal(got, (ca.double() @ cb.double().T).int())
 
 
+@pytest.mark.parametrize("k", [1, 65, 1000])
+def test_masked_signs_products_are_exact(isa, k):
+    """Signs some of which are 0 (dropout after a sign): the zeros contribute nothing."""
+    torch.manual_seed(k)
+    x, w = sgn(torch.randn(13, k)) * (torch.rand(13, k) > 0.4), torch.randn(37, k)
+    got = linear(K.pack_masked_signs(x * 2.0), K.MaskedSigns(2.0), K.pack_signs(w, "panels"), K.Signs())
+    assert torch.equal(got, 2.0 * (x @ sgn(w).T))
+
+
 def test_the_builds_agree_on_the_float_epilogue():
     """The float outputs (integer times scale plus bias) are computed alike by every build."""
     torch.manual_seed(0)
@@ -148,6 +157,18 @@ def test_binary_conv2d_matches_the_emulated_convolution(isa, cin, cout, ks, stri
     x, w = torch.randn(3, cin, size, size + 1), torch.randn(cout, cin // groups, kh, kw)
     want = F.conv2d(sgn(x), sgn(w), None, stride, pad, dil, groups)
     assert torch.equal(K.binary_conv2d(x, w, stride, pad, dil, groups), want.int())
+
+
+@pytest.mark.parametrize("cin,cout,ks,stride,pad,dil,groups,size", CONVS)
+def test_masked_binary_conv2d_matches_the_emulated_convolution(isa, cin, cout, ks, stride, pad, dil, groups, size):
+    """Dropout after the sign: zeros among the signs, and the zero padding, contribute nothing."""
+    torch.manual_seed(cin + cout + 1)
+    kh, kw = (ks, ks) if isinstance(ks, int) else ks
+    x = sgn(torch.randn(2, cin, size, size + 1)) * (torch.rand(2, cin, size, size + 1) > 0.5) * 2.0
+    w = torch.randn(cout, cin // groups, kh, kw)
+    want = F.conv2d(x, sgn(w), None, stride, pad, dil, groups)
+    got = conv2d(x, K.MaskedSigns(2.0), pack_weights(w, K.Signs()), None, 1.0, stride, pad, dil, groups)
+    assert torch.equal(got, want)
 
 
 @pytest.mark.parametrize("cin,cout,ks,stride,pad,dil,groups,size", CONVS[:4])

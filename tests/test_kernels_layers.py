@@ -152,15 +152,50 @@ def test_where_packed_does_not_apply_the_layer_emulates_and_says_why():
     assert reflect.arithmetic_used.startswith("emulated (padding mode")
 
 
-def test_dropout_after_the_sign_is_packed_only_in_evaluation():
+@pytest.mark.parametrize("method", ["bnn", "xnor_no_k", "dorefa_w1a2"])
+@pytest.mark.parametrize("conv", [False, True])
+def test_dropout_after_the_quantizer_while_training(isa, method, conv):
+    """BNN's and NIN's dropout acts after the input quantizer: kept inputs scaled by 1 / (1 - p),
+    dropped ones 0; packed as masked signs (or codes of a scaled step), equal to the emulated layer."""
+    from suite.models.blocks import dropout_before
+
+    def make():
+        q = _quant(method)
+        layer = QuantConv2d(16, 8, 3, padding=1, **q) if conv else QuantLinear(130, 37, **q)
+        dropout_before(layer, 0.3)
+        return layer
+
+    layer, emulated = _twins(make)
+    x = _input((3, 16, 6, 6) if conv else (9, 130), method)
+    torch.manual_seed(5)
+    g = torch.randn_like(emulated(x))
+    torch.manual_seed(7)  # the same dropout draws for both
+    got = _step(layer, x, g)
+    torch.manual_seed(7)
+    want = _step(emulated, x, g)
+    assert layer.arithmetic_used.startswith("packed")
+    assert torch.allclose(got[0], want[0], rtol=1e-5, atol=1e-4)
+    for a, b in zip(got[1:], want[1:], strict=True):
+        assert torch.equal(a, b)
+
+
+def test_the_dropout_scale_is_the_one_dropout_applies():
+    from suite.models.blocks import QuantizedThenDropped, _dropped_form
+
+    for p in (0.1, 0.2, 0.3, 0.5, 0.7):
+        q = QuantizedThenDropped(build_quantizer("bnn_sign"), p)
+        kept = q(torch.randn(10000)).abs().amax()
+        assert _dropped_form(q, True) == K.MaskedSigns(float(kept))
+
+
+def test_dropout_after_the_sign_is_packed_in_training_and_evaluation():
     model = __import__("suite.models", fromlist=["mlp"]).mlp(
         num_classes=10, in_shape=(1, 8, 8), hidden=[64, 64], dropout=0.5, activation="identity",
         quant=QuantConfig(weight_quantizer="binaryconnect", input_quantizer="bnn_sign"))
     x = torch.randn(16, 1, 8, 8)
     model(x)
     summary = arithmetic_summary(model)
-    assert summary["emulated (real-valued input)"] == 1 and summary["emulated (no packed form for these quantizers "
-                                                                    "in this mode)"] == 2
+    assert summary == {"emulated (real-valued input)": 1, f"packed ({K.status()})": 2}  # masked signs
     model.eval()
     with torch.no_grad():
         model(x)

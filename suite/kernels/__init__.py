@@ -17,9 +17,9 @@ and runs on torch's threads (OpenMP). `status()` says which build runs, for run 
 
 from suite.kernels.conv import ConvWeights, binary_conv2d
 from suite.kernels.dispatch import ISAS, forced, supported
-from suite.kernels.forms import Codes, Signs
+from suite.kernels.forms import Codes, MaskedSigns, Signs
 from suite.kernels.matmul import bitserial_matmul, xnor_matmul
-from suite.kernels.packing import Packed, as_panels, pack_codes, pack_signs
+from suite.kernels.packing import Packed, as_panels, pack_codes, pack_masked_signs, pack_signs
 
 
 def status() -> str:
@@ -36,5 +36,6 @@ def threads_used(tasks: int = 64) -> int:
     return build.load().threads_used(tasks)
 
 
-__all__ = ["ISAS", "Codes", "ConvWeights", "Packed", "Signs", "as_panels", "binary_conv2d", "bitserial_matmul",
-           "forced", "pack_codes", "pack_signs", "status", "supported", "threads_used", "xnor_matmul"]
+__all__ = ["ISAS", "Codes", "ConvWeights", "MaskedSigns", "Packed", "Signs", "as_panels", "binary_conv2d",
+           "bitserial_matmul", "forced", "pack_codes", "pack_masked_signs", "pack_signs", "status", "supported",
+           "threads_used", "xnor_matmul"]

@@ -76,8 +76,9 @@ const int32_t* opt_i32(const std::optional<Tensor>& t, int64_t n, const char* na
   return t->const_data_ptr<int32_t>();
 }
 
-// (rows, len) float32/float64, any strides -> (rows, ceil(len / 64)) int64 words
-Tensor pack_signs(const Tensor& x, int64_t isa) {
+// (rows, len) float32/float64, any strides -> (rows, ceil(len / 64)) int64 words: the sign bits (mode 0)
+// or, float32 only, the nonzero bits (mode 1: the mask of a dropped-out sign)
+Tensor pack_signs(const Tensor& x, int64_t mode, int64_t isa) {
   TORCH_CHECK(x.device().is_cpu() && x.dim() == 2, "x must be a 2-D CPU tensor");
   TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble, "x must be float32 or float64");
   const auto& k = build(isa);
@@ -85,9 +86,11 @@ Tensor pack_signs(const Tensor& x, int64_t isa) {
   auto out = at::empty({rows, nw}, x.options().dtype(at::kLong));
   uint64_t* o = words_ptr_mut(out);
   const int64_t rs = x.stride(0), es = x.stride(1);
+  TORCH_CHECK(mode == 0 || (mode == 1 && x.scalar_type() == at::kFloat), "mode 1 (nonzero bits) takes float32");
   if (x.scalar_type() == at::kFloat) {
     const float* p = x.const_data_ptr<float>();
-    run(rows, len / 4 + 1, [&](int64_t b, int64_t e) { k.pack_signs_f32(p, len, rs, es, o, nw, b, e); });
+    const int m = static_cast<int>(mode);
+    run(rows, len / 4 + 1, [&](int64_t b, int64_t e) { k.pack_signs_f32(p, len, rs, es, o, nw, b, e, m); });
   } else {
     const double* p = x.const_data_ptr<double>();
     run(rows, len / 4 + 1, [&](int64_t b, int64_t e) { k.pack_signs_f64(p, len, rs, es, o, nw, b, e); });
@@ -112,15 +115,16 @@ Tensor pack_codes(const Tensor& x, int64_t bits, double scale, double offset, in
   return out;
 }
 
-// (N, C, H, W) float32 -> (N, H, W, G, planes, wc) words, wc = ceil(C / G / 64); bits = 0: signs
+// (N, C, H, W) float32 -> (N, H, W, G, planes, wc) words, wc = ceil(C / G / 64); bits = 0: signs; -1: signs
+// and nonzero bits (2 planes)
 Tensor pack_nchw(const Tensor& x, int64_t groups, int64_t bits, double scale, double offset, int64_t isa) {
   TORCH_CHECK(x.device().is_cpu() && x.dim() == 4 && x.scalar_type() == at::kFloat && x.is_contiguous(),
               "x must be a contiguous (N, C, H, W) float32 CPU tensor");
-  TORCH_CHECK(bits >= 0 && bits <= 16, "bits must be in 0..16");
+  TORCH_CHECK(bits >= -1 && bits <= 16, "bits must be in -1..16");
   TORCH_CHECK(groups >= 1 && x.size(1) % groups == 0, "groups must divide the channels");
   const auto& k = build(isa);
   const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3), hw = h * w;
-  const int64_t wc = words_for(c / groups), planes = bits ? bits : 1;
+  const int64_t wc = words_for(c / groups), planes = bits > 0 ? bits : (bits ? 2 : 1);
   auto out = at::empty({n, h, w, groups, planes, wc}, x.options().dtype(at::kLong));
   uint64_t* o = words_ptr_mut(out);
   const float* p = x.const_data_ptr<float>();
@@ -157,6 +161,14 @@ Tensor plane_sums(const Tensor& rows, int64_t isa) {
   return out;
 }
 
+// Which plane counts an op takes: xor 1 and 1; the masked ops 2 (signs, mask) on their side; and any.
+void check_op_planes(int64_t op, int64_t a_planes, int64_t b_planes) {
+  TORCH_CHECK(op >= lowbit::kXor && op <= lowbit::kXorMaskB, "op must be 0 (xor), 1 (and), 2 or 3 (masked xor)");
+  TORCH_CHECK(op == lowbit::kAnd || (a_planes == (op == lowbit::kXorMaskA ? 2 : 1) &&
+                                     b_planes == (op == lowbit::kXorMaskB ? 2 : 1)),
+              "op ", op, " does not take ", a_planes, " and ", b_planes, " planes");
+}
+
 void check_gemm_operands(const Tensor& a, const Tensor& b) {
   check_words(a, "a", 3);
   check_words(b, "b", 4);
@@ -172,8 +184,7 @@ Tensor gemm(int64_t op, const Tensor& a, const Tensor& b, int64_t n, int64_t c0,
             const std::optional<Tensor>& rs, const std::optional<Tensor>& cs, double scale,
             const std::optional<Tensor>& rb, const std::optional<Tensor>& cb, int64_t isa) {
   check_gemm_operands(a, b);
-  TORCH_CHECK(op == lowbit::kXor || op == lowbit::kAnd, "op must be 0 (xor) or 1 (and)");
-  TORCH_CHECK(op == lowbit::kAnd || (a.size(0) == 1 && b.size(1) == 1), "xor takes one plane on each side");
+  check_op_planes(op, a.size(0), b.size(1));
   const int64_t m = a.size(1), nw = a.size(2), np = b.size(0);
   TORCH_CHECK(n >= 0 && (n + kNR - 1) / kNR == np, "b has ", np, " panels, not those of ", n, " rows");
   const auto& k = build(isa);
@@ -211,7 +222,7 @@ Tensor gemm(int64_t op, const Tensor& a, const Tensor& b, int64_t n, int64_t c0,
     e.out_f = out.data_ptr<float>();
   else
     e.out_i = out.data_ptr<int32_t>();
-  const int64_t pairs = op == lowbit::kXor ? 1 : g.a_planes * g.b_planes;
+  const int64_t pairs = op == lowbit::kAnd ? g.a_planes * g.b_planes : 1;
   run(np, m * nw * pairs * 4 + m * 8, [&](int64_t bgn, int64_t end) { k.gemm(g, bgn, end); });
   return out;
 }
@@ -222,8 +233,7 @@ Tensor gemm_bits(int64_t op, const Tensor& a, const Tensor& b, int64_t n, int64_
                  int64_t ccol, const std::optional<Tensor>& rowsum, const std::optional<Tensor>& colsum,
                  const Tensor& thr, const Tensor& flip, int64_t isa) {
   check_gemm_operands(a, b);
-  TORCH_CHECK(op == lowbit::kXor || op == lowbit::kAnd, "op must be 0 (xor) or 1 (and)");
-  TORCH_CHECK(op == lowbit::kAnd || (a.size(0) == 1 && b.size(1) == 1), "xor takes one plane on each side");
+  check_op_planes(op, a.size(0), b.size(1));
   const int64_t m = a.size(1), nw = a.size(2), np = b.size(0);
   TORCH_CHECK(n >= 0 && (n + kNR - 1) / kNR == np, "b has ", np, " panels, not those of ", n, " rows");
   const auto& k = build(isa);
@@ -256,7 +266,7 @@ Tensor gemm_bits(int64_t op, const Tensor& a, const Tensor& b, int64_t n, int64_
   e.out_bits = reinterpret_cast<uint32_t*>(out.data_ptr<int64_t>());
   e.ldb = 2 * out_words;
   e.img_cols = std::max<int64_t>(n, 1);
-  const int64_t pairs = op == lowbit::kXor ? 1 : g.a_planes * g.b_planes;
+  const int64_t pairs = op == lowbit::kAnd ? g.a_planes * g.b_planes : 1;
   run(np, m * nw * pairs * 4 + m * 8, [&](int64_t bgn, int64_t end) { k.gemm(g, bgn, end); });
   return out;
 }
@@ -297,12 +307,11 @@ Tensor xnor_gemm(const Tensor& a, const Tensor& b, int64_t n, int64_t k_len, int
 // out (N, O, oh, ow) int32 I or float I rs scale + rb.
 Tensor conv(int64_t op, const Tensor& x, const Tensor& wt, int64_t cg, int64_t kh, int64_t kw,
             std::vector<int64_t> stride, std::vector<int64_t> padding, std::vector<int64_t> dilation, int64_t c0,
-            int64_t c1, int64_t ccol, const std::optional<Tensor>& tap_sums, bool out_float,
+            int64_t c1, int64_t ccol, int64_t colsum_plane, const std::optional<Tensor>& tap_sums, bool out_float,
             const std::optional<Tensor>& rs, double scale, const std::optional<Tensor>& rb, int64_t isa) {
   check_words(x, "x", 6);
   check_words(wt, "weights", 3);
   TORCH_CHECK(stride.size() == 2 && padding.size() == 2 && dilation.size() == 2, "stride, padding, dilation: 2 each");
-  TORCH_CHECK(op == lowbit::kXor || op == lowbit::kAnd, "op must be 0 (xor) or 1 (and)");
   const auto& k = build(isa);
   lowbit::Conv c{};
   c.op = static_cast<int>(op);
@@ -334,9 +343,12 @@ Tensor conv(int64_t op, const Tensor& x, const Tensor& wt, int64_t cg, int64_t k
   c.w_plane_stride = wt.size(1) * wt.size(2);
   TORCH_CHECK(wt.size(2) == kh * kw * c.wc, "weights must hold kh kw wc words per row");
   TORCH_CHECK(c.out_channels % c.groups == 0, "groups must divide the output channels");
-  TORCH_CHECK(op == lowbit::kAnd || (c.x_planes == 1 && c.w_planes == 1), "xor takes one plane on each side");
+  check_op_planes(op, c.w_planes, c.x_planes);  // A = the weights, B = the input's patches
+  TORCH_CHECK(op != lowbit::kXorMaskA, "a convolution's mask is on its input (op 3)");
   c.tap_sums = opt_i32(tap_sums, c.out_channels * kh * kw, "tap_sums");
   c.need_colsum = ccol != 0;
+  c.colsum_plane = static_cast<int>(colsum_plane);
+  TORCH_CHECK(colsum_plane >= -1 && colsum_plane < c.x_planes, "colsum_plane must be -1 or a plane of the input");
   auto& e = c.ep;
   e.c0 = c0;
   e.c1 = c1;
@@ -354,7 +366,7 @@ Tensor conv(int64_t op, const Tensor& x, const Tensor& wt, int64_t cg, int64_t k
   else
     e.out_i = out.data_ptr<int32_t>();
   const int64_t np = (c.batch * positions + kNR - 1) / kNR;
-  const int64_t pairs = op == lowbit::kXor ? 1 : c.x_planes * c.w_planes;
+  const int64_t pairs = op == lowbit::kAnd ? c.x_planes * c.w_planes : 1;
   run(c.groups * np, (c.out_channels / c.groups) * kh * kw * c.wc * pairs * 4,
       [&](int64_t bgn, int64_t end) { k.conv(c, bgn, end); });
   return out;

@@ -8,7 +8,8 @@ addresses; zero padding is exact:
 - signs: a padded position packs as +1 (bit 0), so each padded tap t adds sum_c sign(W[o, c, t]) to
   the XNOR count; the kernel subtracts it again for the positions near the border (the emulated
   layer's zero padding contributes 0: it is neither +1 nor -1);
-- codes: a padded position is code 0, value 0 (DoReFa's activations have no offset): nothing to do.
+- codes: a padded position is code 0, value 0 (DoReFa's activations have no offset): nothing to do;
+- masked signs (dropout after the sign): a padded position is masked out like a dropped one.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ import torch
 from torch.nn.modules.utils import _pair
 
 from suite.kernels import dispatch
-from suite.kernels.forms import Codes, Signs
+from suite.kernels.forms import Codes, MaskedSigns, Signs
 from suite.kernels.packing import _ext, conv_tap_sums, pack_conv_input, pack_conv_weight
 
-XOR, AND = 0, 1
+XOR, AND, XOR_MASK_B = 0, 1, 3
 
 
 @dataclass(frozen=True, eq=False)
@@ -57,6 +58,7 @@ def conv2d(x: torch.Tensor, x_form: Signs | Codes, w: ConvWeights, bias: torch.T
     (N, O, oh, ow): s_o I + b_o with I the exact integer part (returned as int32 with integer=True):
 
     - signs x signs:   I = sum sign(x) sign(W) over the patch (padded taps excluded)
+    - masked signs (s sign or 0) x signs:   s s_o I,  I = the same sum over the nonzero inputs
     - codes (step a) x signs:   a s_o I,  I = sum c sign(W)
     - codes (step a) x codes (2 c'/n - 1):   a/n I,  I = sum c (2 c' - n)
     """
@@ -72,17 +74,22 @@ def conv2d(x: torch.Tensor, x_form: Signs | Codes, w: ConvWeights, bias: torch.T
     if isinstance(x_form, Signs) and isinstance(w.form, Signs):
         xp = pack_conv_input(x, groups)
         tap_sums = w.tap_sums if any(padding) else None
-        return ext.conv(XOR, xp, w.words, *geometry, kh * kw * cg, -2, 0, tap_sums, not integer, rs, scale, rb, isa)
+        return ext.conv(XOR, xp, w.words, *geometry, kh * kw * cg, -2, 0, -1, tap_sums, not integer, rs, scale, rb,
+                        isa)
+    if isinstance(x_form, MaskedSigns) and isinstance(w.form, Signs):
+        xp = pack_conv_input(x, groups, -1)
+        return ext.conv(XOR_MASK_B, xp, w.words, *geometry, 0, -2, 1, 1, None, not integer, rs, scale * x_form.scale,
+                        rb, isa)
     if not isinstance(x_form, Codes) or x_form.offset:
         raise ValueError(f"no packed convolution for inputs {x_form} and weights {w.form}")
     xp = pack_conv_input(x, groups, x_form.bits, 1.0 / x_form.step)
     scale *= x_form.step
     if isinstance(w.form, Signs):
-        return ext.conv(AND, xp, w.words, *geometry, 0, -2, 1, None, not integer, rs, scale, rb, isa)
+        return ext.conv(AND, xp, w.words, *geometry, 0, -2, 1, -1, None, not integer, rs, scale, rb, isa)
     if not w.form.symmetric():
         raise ValueError(f"no packed convolution for inputs {x_form} and weights {w.form}")
     top = w.form.top
-    return ext.conv(AND, xp, w.words, *geometry, 0, 2, -top, None, not integer, rs, scale / top, rb, isa)
+    return ext.conv(AND, xp, w.words, *geometry, 0, 2, -top, -1, None, not integer, rs, scale / top, rb, isa)
 
 
 def binary_conv2d(x: torch.Tensor, weight: torch.Tensor, stride=1, padding=0, dilation=1,

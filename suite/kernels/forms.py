@@ -4,6 +4,8 @@
   output channel, DoReFa's E|W|) is passed beside the bits.
 - `Codes(bits, step, offset)`: values step c + offset, c in {0, ..., 2^bits - 1} (DoReFa's k-bit
   activations: step 1/(2^k - 1), offset 0; its k-bit weights: step 2/(2^k - 1), offset -1).
+- `MaskedSigns(scale)`: values scale sign or 0 (an input sign followed by dropout while training:
+  the kept ones scaled by 1 / (1 - p)); packed as two planes, the signs and the nonzero bits.
 """
 
 from __future__ import annotations
@@ -14,6 +16,11 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Signs:
     pass
+
+
+@dataclass(frozen=True)
+class MaskedSigns:
+    scale: float = 1.0
 
 
 @dataclass(frozen=True)

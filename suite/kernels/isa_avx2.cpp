@@ -33,7 +33,8 @@ inline __m256i byte_counts(__m256i x, __m256i lut, __m256i low) {
 }
 
 template <int MR, int OP>
-void tile_kernel(const uint64_t* a, int64_t lda, const uint64_t* b, int64_t kw, int32_t* t, int shift, bool add) {
+void tile_kernel(const uint64_t* a, int64_t lda, const uint64_t* b, int64_t kw, int32_t* t, int shift, bool add,
+                 int64_t moff) {
   const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
                                        0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
   const __m256i low = _mm256_set1_epi8(0x0f), zero = _mm256_setzero_si256();
@@ -49,8 +50,16 @@ void tile_kernel(const uint64_t* a, int64_t lda, const uint64_t* b, int64_t kw, 
         const __m256i b1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + w * kNR + s + 4));
         for (int r = 0; r < MR; ++r) {
           const __m256i av = _mm256_set1_epi64x(static_cast<int64_t>(a[r * lda + w]));
-          const __m256i x0 = OP == lowbit::kXor ? _mm256_xor_si256(av, b0) : _mm256_and_si256(av, b0);
-          const __m256i x1 = OP == lowbit::kXor ? _mm256_xor_si256(av, b1) : _mm256_and_si256(av, b1);
+          __m256i x0 = OP == lowbit::kAnd ? _mm256_and_si256(av, b0) : _mm256_xor_si256(av, b0);
+          __m256i x1 = OP == lowbit::kAnd ? _mm256_and_si256(av, b1) : _mm256_xor_si256(av, b1);
+          if (OP == lowbit::kXorMaskA) {
+            const __m256i am = _mm256_set1_epi64x(static_cast<int64_t>(a[moff + r * lda + w]));
+            x0 = _mm256_and_si256(x0, am);
+            x1 = _mm256_and_si256(x1, am);
+          } else if (OP == lowbit::kXorMaskB) {
+            x0 = _mm256_and_si256(x0, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + moff + w * kNR + s)));
+            x1 = _mm256_and_si256(x1, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + moff + w * kNR + s + 4)));
+          }
           acc[r][0] = _mm256_add_epi8(acc[r][0], byte_counts(x0, lut, low));
           acc[r][1] = _mm256_add_epi8(acc[r][1], byte_counts(x1, lut, low));
         }

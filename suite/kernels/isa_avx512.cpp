@@ -28,13 +28,19 @@ constexpr int64_t kMR = 4;
 
 template <int MR, int OP>
 inline __attribute__((always_inline)) void accumulate(const uint64_t* a, int64_t lda, const uint64_t* b, int64_t kw,
-                                                      __m512i (&acc)[MR][4]) {
+                                                      __m512i (&acc)[MR][4], int64_t moff) {
   for (int r = 0; r < MR; ++r)
     for (int v = 0; v < 4; ++v) acc[r][v] = _mm512_setzero_si512();
   for (int64_t w = 0; w < kw; ++w) {
     const uint64_t* bw = b + w * kNR;
     const __m512i b0 = _mm512_loadu_si512(bw), b1 = _mm512_loadu_si512(bw + 8);
     const __m512i b2 = _mm512_loadu_si512(bw + 16), b3 = _mm512_loadu_si512(bw + 24);
+    __m512i m0 = b0, m1 = b1, m2 = b2, m3 = b3;  // kXorMaskB's mask vectors (unused otherwise)
+    if (OP == lowbit::kXorMaskB) {
+      const uint64_t* mw = b + moff + w * kNR;
+      m0 = _mm512_loadu_si512(mw), m1 = _mm512_loadu_si512(mw + 8);
+      m2 = _mm512_loadu_si512(mw + 16), m3 = _mm512_loadu_si512(mw + 24);
+    }
     for (int r = 0; r < MR; ++r) {
       const __m512i av = _mm512_set1_epi64(static_cast<int64_t>(a[r * lda + w]));
       if (OP == lowbit::kXor) {
@@ -42,20 +48,31 @@ inline __attribute__((always_inline)) void accumulate(const uint64_t* a, int64_t
         acc[r][1] = _mm512_add_epi64(acc[r][1], _mm512_popcnt_epi64(_mm512_xor_si512(av, b1)));
         acc[r][2] = _mm512_add_epi64(acc[r][2], _mm512_popcnt_epi64(_mm512_xor_si512(av, b2)));
         acc[r][3] = _mm512_add_epi64(acc[r][3], _mm512_popcnt_epi64(_mm512_xor_si512(av, b3)));
-      } else {
+      } else if (OP == lowbit::kAnd) {
         acc[r][0] = _mm512_add_epi64(acc[r][0], _mm512_popcnt_epi64(_mm512_and_si512(av, b0)));
         acc[r][1] = _mm512_add_epi64(acc[r][1], _mm512_popcnt_epi64(_mm512_and_si512(av, b1)));
         acc[r][2] = _mm512_add_epi64(acc[r][2], _mm512_popcnt_epi64(_mm512_and_si512(av, b2)));
         acc[r][3] = _mm512_add_epi64(acc[r][3], _mm512_popcnt_epi64(_mm512_and_si512(av, b3)));
+      } else {
+        // (a xor b) and mask in one vpternlogq (truth table 0x28): the masked ops cost what xor costs
+        const __m512i am = OP == lowbit::kXorMaskA ? _mm512_set1_epi64(static_cast<int64_t>(a[moff + r * lda + w]))
+                                                   : _mm512_setzero_si512();
+        const __m512i k0 = OP == lowbit::kXorMaskA ? am : m0, k1 = OP == lowbit::kXorMaskA ? am : m1;
+        const __m512i k2 = OP == lowbit::kXorMaskA ? am : m2, k3 = OP == lowbit::kXorMaskA ? am : m3;
+        acc[r][0] = _mm512_add_epi64(acc[r][0], _mm512_popcnt_epi64(_mm512_ternarylogic_epi64(av, b0, k0, 0x28)));
+        acc[r][1] = _mm512_add_epi64(acc[r][1], _mm512_popcnt_epi64(_mm512_ternarylogic_epi64(av, b1, k1, 0x28)));
+        acc[r][2] = _mm512_add_epi64(acc[r][2], _mm512_popcnt_epi64(_mm512_ternarylogic_epi64(av, b2, k2, 0x28)));
+        acc[r][3] = _mm512_add_epi64(acc[r][3], _mm512_popcnt_epi64(_mm512_ternarylogic_epi64(av, b3, k3, 0x28)));
       }
     }
   }
 }
 
 template <int MR, int OP>
-void tile_kernel(const uint64_t* a, int64_t lda, const uint64_t* b, int64_t kw, int32_t* t, int shift, bool add) {
+void tile_kernel(const uint64_t* a, int64_t lda, const uint64_t* b, int64_t kw, int32_t* t, int shift, bool add,
+                 int64_t moff) {
   __m512i acc[MR][4];
-  accumulate<MR, OP>(a, lda, b, kw, acc);
+  accumulate<MR, OP>(a, lda, b, kw, acc, moff);
   // the 64-bit lane sums (< 2^31) narrowed to int32 (vpmovqd), shifted, added where asked
   const __m256i sh = _mm256_set1_epi32(shift);
   for (int r = 0; r < MR; ++r)
@@ -71,9 +88,9 @@ void tile_kernel(const uint64_t* a, int64_t lda, const uint64_t* b, int64_t kw, 
 // operations in the same order: I = c0 + c1 U + crow rowsum; int32, or float I rs scale cs + rb + cb).
 template <int MR, int OP>
 void tile_fused(const uint64_t* a, int64_t lda, const uint64_t* b, int64_t kw, const lowbit::Epilogue& e, int64_t i0,
-                int64_t j0, int64_t off) {
+                int64_t j0, int64_t off, int64_t moff) {
   __m512i acc[MR][4];
-  accumulate<MR, OP>(a, lda, b, kw, acc);
+  accumulate<MR, OP>(a, lda, b, kw, acc, moff);
   const __m256i c1 = _mm256_set1_epi32(static_cast<int32_t>(e.c1));
   for (int r = 0; r < MR; ++r) {
     const int64_t i = i0 + r;

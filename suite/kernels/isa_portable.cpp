@@ -14,14 +14,19 @@ using lowbit::kNR;
 constexpr int64_t kMR = 4;
 
 template <int MR, int OP>
-void tile_kernel(const uint64_t* a, int64_t lda, const uint64_t* b, int64_t kw, int32_t* t, int shift, bool add) {
+void tile_kernel(const uint64_t* a, int64_t lda, const uint64_t* b, int64_t kw, int32_t* t, int shift, bool add,
+                 int64_t moff) {
   int32_t acc[MR][kNR] = {};
   for (int64_t w = 0; w < kw; ++w) {
     const uint64_t* bw = b + w * kNR;
+    const uint64_t* bm = b + moff + w * kNR;  // kXorMaskB's mask
     for (int r = 0; r < MR; ++r) {
-      const uint64_t av = a[r * lda + w];
-      for (int64_t l = 0; l < kNR; ++l)
-        acc[r][l] += __builtin_popcountll(OP == lowbit::kXor ? (av ^ bw[l]) : (av & bw[l]));
+      const uint64_t av = a[r * lda + w], am = OP == lowbit::kXorMaskA ? a[moff + r * lda + w] : ~uint64_t(0);
+      for (int64_t l = 0; l < kNR; ++l) {
+        uint64_t x = OP == lowbit::kAnd ? (av & bw[l]) : (av ^ bw[l]) & am;
+        if (OP == lowbit::kXorMaskB) x &= bm[l];
+        acc[r][l] += __builtin_popcountll(x);
+      }
     }
   }
   for (int r = 0; r < MR; ++r)

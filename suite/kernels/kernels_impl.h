@@ -1,12 +1,13 @@
 // The kernels, written once and compiled three times (isa_portable.cpp, isa_avx2.cpp, isa_avx512.cpp),
 // each of which defines, before including this file:
 //   kMR                                   rows of A per micro-kernel tile (columns: kNR = 32)
-//   tile_kernel<MR, OP>(a, lda, b, kw, t, shift, add)
+//   tile_kernel<MR, OP>(a, lda, b, kw, t, shift, add, moff)
 //       t[r][l] (+)= popcount-sum over the kw words of (A row r) OP (panel lane l), shifted left by
 //       `shift`, for r < MR, l < kNR, as int32 (the micro-kernel: the only code that differs by
-//       instruction set; the bindings check that every integer fits 31 bits)
+//       instruction set; the bindings check that every integer fits 31 bits); the masked ops read the
+//       mask `moff` words after a (kXorMaskA) or b (kXorMaskB), laid out alike
 //   sign_word_f32(p)                      the 64 sign bits of 64 contiguous floats (bit j: p[j] + 0 < 0)
-//   LB_FUSED_TILE (optional)              tile_fused<MR, OP>(a, lda, b, kw, e, i0, j0, off): a full tile
+//   LB_FUSED_TILE (optional)              tile_fused<MR, OP>(a, lda, b, kw, e, i0, j0, off, moff): a full tile
 //       whose epilogue is the simple one (`simple_epilogue`) computed from the registers and stored at
 //       output offset off + ldo i (what tile_kernel + epilogue would store, bit for bit)
 //   LB_KERNELS_NAME                       the Kernels table's name in lowbit.h
@@ -58,19 +59,24 @@ inline uint64_t sign_bit_f64(double v) {
 
 // ---- packing ---------------------------------------------------------------------------------------
 
+inline uint64_t nonzero_bit_f32(float v) { return v != 0.0f ? 1u : 0u; }
+
 void pack_signs_f32(const float* x, int64_t len, int64_t rs, int64_t es, uint64_t* out, int64_t nw,
-                    int64_t begin, int64_t end) {
+                    int64_t begin, int64_t end, int mode) {
   for (int64_t r = begin; r < end; ++r) {
     const float* row = x + r * rs;
     uint64_t* o = out + r * nw;
     for (int64_t w = 0; w < nw; ++w) {
       const int64_t j0 = 64 * w, n = lb_min(64, len - j0);
-      if (es == 1 && n == 64) {
+      if (es == 1 && n == 64 && mode == 0) {
         o[w] = sign_word_f32(row + j0);
         continue;
       }
       uint64_t bits = 0;
-      for (int64_t j = 0; j < n; ++j) bits |= sign_bit_f32(row[(j0 + j) * es]) << j;
+      if (mode == 0)
+        for (int64_t j = 0; j < n; ++j) bits |= sign_bit_f32(row[(j0 + j) * es]) << j;
+      else
+        for (int64_t j = 0; j < n; ++j) bits |= nonzero_bit_f32(row[(j0 + j) * es]) << j;
       o[w] = bits;
     }
   }
@@ -113,8 +119,8 @@ constexpr int64_t kPixBlock = 16;
 
 void pack_nchw_f32(const float* x, int64_t c, int64_t hw, int64_t groups, int bits, float scale, float offset,
                    uint64_t* out, int64_t wc, int64_t begin, int64_t end) {
-  const int64_t cg = c / groups, planes = bits ? bits : 1, blocks = (hw + kPixBlock - 1) / kPixBlock;
-  const int64_t top = bits ? (int64_t(1) << bits) - 1 : 1;
+  const int64_t cg = c / groups, planes = bits > 0 ? bits : (bits ? 2 : 1), blocks = (hw + kPixBlock - 1) / kPixBlock;
+  const int64_t top = bits > 0 ? (int64_t(1) << bits) - 1 : 1;
   for (int64_t task = begin; task < end; ++task) {
     const int64_t n = task / (groups * blocks), g = (task / blocks) % groups, p0 = (task % blocks) * kPixBlock;
     const int64_t nq = lb_min(kPixBlock, hw - p0);
@@ -125,8 +131,10 @@ void pack_nchw_f32(const float* x, int64_t c, int64_t hw, int64_t groups, int bi
       const int64_t nj = lb_min(64, cg - 64 * cw);
       for (int64_t j = 0; j < nj; ++j) {
         const float* src = x + (n * c + g * cg + 64 * cw + j) * hw + p0;
-        if (!bits) {
+        if (bits <= 0) {
           for (int64_t q = 0; q < nq; ++q) acc[0][q] |= sign_bit_f32(src[q]) << j;
+          if (bits < 0)
+            for (int64_t q = 0; q < nq; ++q) acc[1][q] |= nonzero_bit_f32(src[q]) << j;
         } else {
           for (int64_t q = 0; q < nq; ++q) {
             const uint64_t code = static_cast<uint64_t>(round_code(src[q] * scale + offset, top));
@@ -179,12 +187,16 @@ template <int MR>
 void tile_all_planes(int op, const uint64_t* a, int64_t lda, int64_t a_ps, int a_planes, const uint64_t* b,
                      int64_t b_ps, int b_planes, int64_t kw, int32_t* t) {
   if (op == lowbit::kXor) {
-    tile_kernel<MR, lowbit::kXor>(a, lda, b, kw, t, 0, false);
-    return;
+    tile_kernel<MR, lowbit::kXor>(a, lda, b, kw, t, 0, false, 0);
+  } else if (op == lowbit::kXorMaskA) {
+    tile_kernel<MR, lowbit::kXorMaskA>(a, lda, b, kw, t, 0, false, a_ps);
+  } else if (op == lowbit::kXorMaskB) {
+    tile_kernel<MR, lowbit::kXorMaskB>(a, lda, b, kw, t, 0, false, b_ps);
+  } else {
+    for (int p = 0; p < a_planes; ++p)
+      for (int q = 0; q < b_planes; ++q)
+        tile_kernel<MR, lowbit::kAnd>(a + p * a_ps, lda, b + q * b_ps, kw, t, p + q, p + q > 0, 0);
   }
-  for (int p = 0; p < a_planes; ++p)
-    for (int q = 0; q < b_planes; ++q)
-      tile_kernel<MR, lowbit::kAnd>(a + p * a_ps, lda, b + q * b_ps, kw, t, p + q, p + q > 0);
 }
 
 template <int MR>
@@ -276,30 +288,33 @@ void epilogue(const Epilogue& e, const int32_t* t, int64_t i0, int mr, int64_t j
 template <int MR>
 struct FusedDispatch {
   static void run(int mr, int op, const uint64_t* a, int64_t lda, const uint64_t* b, int64_t kw, const Epilogue& e,
-                  int64_t i0, int64_t j0, int64_t off) {
-    if (mr != MR) return FusedDispatch<MR - 1>::run(mr, op, a, lda, b, kw, e, i0, j0, off);
+                  int64_t i0, int64_t j0, int64_t off, int64_t moff) {
+    if (mr != MR) return FusedDispatch<MR - 1>::run(mr, op, a, lda, b, kw, e, i0, j0, off, moff);
     if (op == lowbit::kXor)
-      tile_fused<MR, lowbit::kXor>(a, lda, b, kw, e, i0, j0, off);
+      tile_fused<MR, lowbit::kXor>(a, lda, b, kw, e, i0, j0, off, 0);
+    else if (op == lowbit::kXorMaskA)
+      tile_fused<MR, lowbit::kXorMaskA>(a, lda, b, kw, e, i0, j0, off, moff);
     else
-      tile_fused<MR, lowbit::kAnd>(a, lda, b, kw, e, i0, j0, off);
+      tile_fused<MR, lowbit::kAnd>(a, lda, b, kw, e, i0, j0, off, 0);
   }
 };
 
 template <>
 struct FusedDispatch<0> {
   static void run(int, int, const uint64_t*, int64_t, const uint64_t*, int64_t, const Epilogue&, int64_t, int64_t,
-                  int64_t) {}
+                  int64_t, int64_t) {}
 };
 #endif
 
 // The epilogue a fused tile can do from its registers: no column sums, corrections or bits.
-bool simple_epilogue(const Epilogue& e) { return !e.colsum && !e.out_bits; }
+[[maybe_unused]] bool simple_epilogue(const Epilogue& e) { return !e.colsum && !e.out_bits; }
 
 void gemm(const Gemm& g, int64_t begin, int64_t end) {
   alignas(64) int32_t tile[kMR * kNR];
   Runs runs;
 #ifdef LB_FUSED_TILE
-  const bool fusable = simple_epilogue(g.ep) && (g.op == lowbit::kXor || (g.a_planes == 1 && g.b_planes == 1));
+  const bool fusable = simple_epilogue(g.ep) && (g.op == lowbit::kXor || g.op == lowbit::kXorMaskA ||
+                                                 (g.op == lowbit::kAnd && g.a_planes == 1 && g.b_planes == 1));
 #endif
   for (int64_t panel = begin; panel < end; ++panel) {
     const uint64_t* bp = g.b + panel * g.b_panel_stride;
@@ -310,7 +325,8 @@ void gemm(const Gemm& g, int64_t begin, int64_t end) {
       const int mr = static_cast<int>(lb_min(kMR, g.m - i0));
 #ifdef LB_FUSED_TILE
       if (fusable && runs.n == 1 && nvalid == kNR) {
-        FusedDispatch<kMR>::run(mr, g.op, g.a + i0 * g.lda, g.lda, bp, g.kw, g.ep, i0, j0, runs.off[0]);
+        FusedDispatch<kMR>::run(mr, g.op, g.a + i0 * g.lda, g.lda, bp, g.kw, g.ep, i0, j0, runs.off[0],
+                                g.a_plane_stride);
         continue;
       }
 #endif
@@ -359,12 +375,13 @@ void conv(const Conv& c, int64_t begin, int64_t end) {
       }
     }
     if (c.need_colsum) {
+      const int64_t p0 = c.colsum_plane < 0 ? 0 : c.colsum_plane, p1 = c.colsum_plane < 0 ? planes : p0 + 1;
       for (int64_t l = 0; l < kNR; ++l) {
         int64_t s = 0;
-        for (int64_t p = 0; p < planes; ++p) {
+        for (int64_t p = p0; p < p1; ++p) {
           int64_t n1 = 0;
           for (int64_t w = 0; w < kwords; ++w) n1 += __builtin_popcountll(panel[(p * kwords + w) * kNR + l]);
-          s += n1 << p;
+          s += c.colsum_plane < 0 ? n1 << p : n1;
         }
         colsum[l] = static_cast<int32_t>(s);
       }

@@ -21,7 +21,10 @@ namespace lowbit {
 
 constexpr int64_t kNR = 32;  // rows of B per panel (columns of the product) = one micro-kernel tile
 
-enum Op : int { kXor = 0, kAnd = 1 };
+// kXor: signs x signs. kAnd: unsigned codes, bit plane by bit plane. kXorMaskA / kXorMaskB: signs some of
+// which are 0 (dropout after the sign), as two planes on the A / B side, signs then "nonzero" bits:
+// popcount((a xor b) and mask), I = popcount(mask) - 2 U (a masked-out value contributes 0).
+enum Op : int { kXor = 0, kAnd = 1, kXorMaskA = 2, kXorMaskB = 3 };
 
 // C = epilogue(U), U[i][j] = sum_{p < a_planes, q < b_planes} 2^(p+q) sum_w popcount(A_p[i][w] op B_q[j][w]).
 // Integer part: I = c0 + c1 U + crow rowsum[i] + ccol colsum[j]  (rowsum/colsum may be null when their
@@ -78,6 +81,7 @@ struct Conv {
   int w_planes;
   const int32_t* tap_sums;  // (out_channels, kh kw) for signs with padding, else null
   bool need_colsum;          // sum of the input codes over each patch (I's ccol term)
+  int colsum_plane;          // -1: sum_p 2^p popcount(plane p); p >= 0: popcount of plane p alone (a mask)
   Epilogue ep;  // rows = output channels (rs, rb per channel); out (N, out_channels, oh, ow)
 };
 
@@ -86,16 +90,18 @@ struct Conv {
 struct Kernels {
   const char* name;
   bool compiled;  // false: this build has no code for that instruction set (another architecture)
-  // rows of a (rows x len) float tensor with strides (row_stride, elem_stride) -> words (rows x nw)
+  // rows of a (rows x len) float tensor with strides (row_stride, elem_stride) -> words (rows x nw):
+  // mode 0 the sign bits, mode 1 the nonzero bits
   void (*pack_signs_f32)(const float* x, int64_t len, int64_t row_stride, int64_t elem_stride,
-                         uint64_t* out, int64_t nw, int64_t begin, int64_t end);
+                         uint64_t* out, int64_t nw, int64_t begin, int64_t end, int mode);
   void (*pack_signs_f64)(const double* x, int64_t len, int64_t row_stride, int64_t elem_stride,
                          uint64_t* out, int64_t nw, int64_t begin, int64_t end);
   // codes c = clamp(round(x scale + offset), 0, 2^bits - 1) -> planes (bits x rows x nw), plane stride ps
   void (*pack_codes_f32)(const float* x, int64_t len, int64_t row_stride, int64_t elem_stride, int bits,
                          float scale, float offset, uint64_t* out, int64_t nw, int64_t ps, int64_t begin,
                          int64_t end);
-  // NCHW float -> (N, H, W, G, planes, wc) words; bits = 0: signs; tasks = N x G x ceil(H W / 16)
+  // NCHW float -> (N, H, W, G, planes, wc) words; bits = 0: signs; -1: signs and nonzero bits (2 planes);
+  // tasks = N x G x ceil(H W / 16)
   void (*pack_nchw_f32)(const float* x, int64_t c, int64_t hw, int64_t groups, int bits, float scale,
                         float offset, uint64_t* out, int64_t wc, int64_t begin, int64_t end);
   // rows (planes x n x nw, plane stride ps) -> panels (ceil(n / kNR) x planes x nw x kNR); tasks = panels

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 import torch
 
 from suite.kernels import dispatch
-from suite.kernels.forms import Codes, Signs
+from suite.kernels.forms import Codes, MaskedSigns, Signs
 from suite.kernels.packing import Packed, _ext, as_panels, code_sums, plane_rows
 
-XOR, AND = 0, 1
+XOR, AND, XOR_MASK_A = 0, 1, 2
 _INT32 = 2**31 - 1
 
 
@@ -75,12 +75,15 @@ def terms(x_form: Signs | Codes, w_form: Signs | Codes, k: int) -> Terms:
     """The integer part of x . w over K values, for the forms the bits stand for:
 
     - x signs, W signs:  I = K - 2 popcount(x xor w)                               factor 1
+    - x masked signs (s sign or 0), W signs:  I = popcount(m) - 2 popcount((x xor w) and m)   factor s
     - x codes (a c + b), W signs:  I = d (sum c - 2 sum c [w < 0]) + (d b / a) sum sign(w),
       d the smallest integer making d b / a an integer (b = 0: d = 1)                 factor a / d
     - x codes (a c), W codes 2 c' / n - 1:  I = 2 sum c c' - n sum c                  factor a / n
     """
     if isinstance(x_form, Signs) and isinstance(w_form, Signs):
         return Terms(XOR, k, -2, 0, 0, 1.0, k)
+    if isinstance(x_form, MaskedSigns) and isinstance(w_form, Signs):
+        return Terms(XOR_MASK_A, 0, -2, 1, 0, x_form.scale, 3 * k)
     if not isinstance(x_form, Codes):
         raise ValueError(f"no packed product for inputs {x_form} and weights {w_form}")
     top_x = x_form.top

@@ -8,7 +8,8 @@ Format (the C++ reads exactly this; lowbit.h says the same):
 - signs (`bits == 0`): bit 1 where the value is negative, 0 where it is >= 0: sign(0) = sign(-0.0)
   = +1, the suite's convention (`suite.quant.sign_pm1`); a NaN goes by its sign bit, as there;
 - unsigned k-bit codes (`bits == k`): k bit planes, plane p holding bit p of every code;
-- layout "rows": signs (*rows, nw), codes (bits, *rows, nw); layout "panels" (the B operand of a
+- signs some of which are 0 (`mask`): two planes, the sign bits and the nonzero bits;
+- layout "rows": signs (*rows, nw), codes and masked signs (planes, *rows, nw); layout "panels" (the B operand of a
   product, re-laid once for the micro-kernels: a Linear's packed weights): (ceil(N / 32), planes,
   nw, 32), word w of 32 consecutive rows side by side, rows past N zero.
 
@@ -31,24 +32,26 @@ NR = 32  # rows per panel (lowbit.h's kNR)
 @dataclass(frozen=True, eq=False)
 class Packed:
     """Packed rows (see the module docstring): `words`, the row length `length` (K), `bits` (0 for
-    signs, k for k-bit codes), the `layout` ("rows" or "panels") and, for panels, the row count `n`."""
+    signs, k for k-bit codes), the `layout` ("rows" or "panels"), for panels the row count `n`, and
+    `mask` for signs some of which are 0 (a second plane of nonzero bits)."""
 
     words: torch.Tensor
     length: int
     bits: int = 0
     layout: str = "rows"
     n: int = -1  # panels: rows before padding to a multiple of 32
+    mask: bool = False
 
     @property
     def planes(self) -> int:
-        return max(self.bits, 1)
+        return 2 if self.mask else max(self.bits, 1)
 
     @property
     def rows(self) -> int:
         """How many rows were packed (N for panels; the product of the leading axes for rows)."""
         if self.layout == "panels":
             return self.n
-        lead = self.words.shape[1:-1] if self.bits else self.words.shape[:-1]
+        lead = self.words.shape[1:-1] if self.planes > 1 or self.bits else self.words.shape[:-1]
         return int(torch.Size(lead).numel())
 
     @property
@@ -81,9 +84,17 @@ def pack_signs(x: torch.Tensor, layout: str = "rows") -> Packed:
     if x.dtype not in (torch.float32, torch.float64):
         x = x.float()
     k = x.shape[-1]
-    words = _ext().pack_signs(_rows2d(x.detach()), dispatch.index()).view(*x.shape[:-1], words_for(k))
+    words = _ext().pack_signs(_rows2d(x.detach()), 0, dispatch.index()).view(*x.shape[:-1], words_for(k))
     packed = Packed(words, k)
     return as_panels(packed) if layout == "panels" else packed
+
+
+def pack_masked_signs(x: torch.Tensor) -> Packed:
+    """Signs some of which are 0 (dropout after a sign): planes (2, *x.shape[:-1], nw), the sign bits
+    and the nonzero bits (a 0 contributes nothing to a product)."""
+    x2, ext, isa = _rows2d(x.detach().float()), _ext(), dispatch.index()
+    words = torch.stack([ext.pack_signs(x2, 0, isa), ext.pack_signs(x2, 1, isa)])
+    return Packed(words.view(2, *x.shape[:-1], words_for(x.shape[-1])), x.shape[-1], mask=True)
 
 
 def pack_codes(x: torch.Tensor, bits: int, scale: float = 1.0, offset: float = 0.0, layout: str = "rows") -> Packed:
@@ -101,30 +112,33 @@ def as_panels(p: Packed) -> Packed:
     """A 2-D operand (N rows) re-laid as panels for the B side of a product (kept as is if it is)."""
     if p.layout == "panels":
         return p
-    rows = p.words if p.bits else p.words.unsqueeze(0)
+    rows = p.words if p.planes > 1 or p.bits else p.words.unsqueeze(0)
     if rows.dim() != 3:
         raise ValueError(f"panels are made of a 2-D operand (N, K); got rows shaped {tuple(p.words.shape)}")
-    return Packed(_ext().to_panels(rows.contiguous(), dispatch.index()), p.length, p.bits, "panels", rows.shape[1])
+    return Packed(_ext().to_panels(rows.contiguous(), dispatch.index()), p.length, p.bits, "panels", rows.shape[1],
+                  p.mask)
 
 
 def plane_rows(p: Packed) -> torch.Tensor:
     """A rows operand as (planes, rows, nw) words (the A side of a product)."""
     if p.layout != "rows":
         raise ValueError("the A operand of a product must be in rows")
-    w = p.words if p.bits else p.words.unsqueeze(0)
+    w = p.words if p.planes > 1 or p.bits else p.words.unsqueeze(0)
     if w.dim() != 3:
         w = w.reshape(w.shape[0], -1, w.shape[-1])
     return w if w.is_contiguous() else w.contiguous()
 
 
 def code_sums(p: Packed) -> torch.Tensor:
-    """Per row, the sum of its codes (signs: the count of -1s), int32."""
-    return _ext().plane_sums(plane_rows(p), dispatch.index())
+    """Per row, the sum of its codes (signs: the count of -1s; masked signs: the count of nonzeros), int32."""
+    rows = plane_rows(p)
+    return _ext().plane_sums(rows[1:] if p.mask else rows, dispatch.index())
 
 
 def pack_conv_input(x: torch.Tensor, groups: int = 1, bits: int = 0, scale: float = 1.0,
                     offset: float = 0.0) -> torch.Tensor:
-    """An (N, C, H, W) input as (N, H, W, G, planes, wc) words: its signs (bits = 0) or its codes."""
+    """An (N, C, H, W) input as (N, H, W, G, planes, wc) words: its signs (bits = 0), its signs and
+    nonzero bits (bits = -1: masked signs) or its codes."""
     return _ext().pack_nchw(x.detach().float().contiguous(), groups, bits, float(scale), float(offset),
                             dispatch.index())
 

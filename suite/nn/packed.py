@@ -38,8 +38,8 @@ from suite.kernels import dispatch
 from suite.kernels import matmul as kmatmul
 from suite.kernels.conv import conv2d as kconv2d
 from suite.kernels.conv import pack_weights as pack_conv_weights
-from suite.kernels.forms import Codes, Signs
-from suite.kernels.packing import pack_codes, pack_signs
+from suite.kernels.forms import Codes, MaskedSigns, Signs
+from suite.kernels.packing import pack_codes, pack_masked_signs, pack_signs
 from suite.quant import BinaryConnect, BNNSign, DoReFaActivation, DoReFaWeight, XNORInput, XNORWeight
 
 ARITHMETICS = ("packed", "emulated")
@@ -130,7 +130,7 @@ def _forms(layer) -> Plan | str:
         wf = weight_form(layer.weight_quantizer, layer.training) if layer.weight_quantizer is not None else None
         if xf is None or wf is None:
             out = "emulated (no packed form for these quantizers in this mode)"
-        elif isinstance(xf, Signs) and not isinstance(wf, Signs):
+        elif isinstance(xf, Signs | MaskedSigns) and not isinstance(wf, Signs):
             out = "emulated (binary inputs with k-bit weights)"
         elif isinstance(layer, nn.Conv2d) and (layer.padding_mode != "zeros" or isinstance(layer.padding, str)):
             out = "emulated (padding mode or 'same'/'valid' padding)"
@@ -154,7 +154,11 @@ def plan(layer, x: torch.Tensor) -> Plan | str:
 
 
 def _pack_input(xq, form):
-    return pack_signs(xq) if isinstance(form, Signs) else pack_codes(xq, form.bits, 1.0 / form.step)
+    if isinstance(form, Signs):
+        return pack_signs(xq)
+    if isinstance(form, MaskedSigns):
+        return pack_masked_signs(xq)
+    return pack_codes(xq, form.bits, 1.0 / form.step)
 
 
 def _row_magnitudes(wq: torch.Tensor) -> torch.Tensor:
