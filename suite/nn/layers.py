@@ -39,6 +39,8 @@ class _QuantMixin:
             raise ValueError(f"arithmetic must be one of {', '.join(packed.ARITHMETICS)}, got {arithmetic!r}")
         self.arithmetic = arithmetic
         self.arithmetic_used: str | None = None  # set by each forward pass
+        if arithmetic == "packed" and weight_quantizer is not None and input_quantizer is not None:
+            packed.prepare()  # build the kernels now (once per machine), not in a timed epoch
         self.weight_quantizer = weight_quantizer
         self.input_quantizer = input_quantizer
         self.gradient_quantizer = gradient_quantizer

@@ -71,6 +71,14 @@ INPUT_FORMS = {
 }
 
 
+def prepare() -> None:
+    """Build (first time on this machine) or load the kernels, and read the CPU's features."""
+    from suite.kernels import build
+
+    if build.load() is not None:
+        dispatch.supported()
+
+
 def weight_form(q, training: bool):
     f = WEIGHT_FORMS.get(type(q))
     return f(q, training) if f is not None else None
