@@ -11,6 +11,7 @@ as ratios of minimum times measured in one process (benchmarks/interleaved.py).
 """
 
 import copy
+import dataclasses
 import os
 import types
 from pathlib import Path
@@ -26,6 +27,7 @@ from suite.kernels import build
 from suite.models import mlp
 from suite.nn import QuantConfig, QuantLinear
 from suite.nn.inference import PackedLinear, export, packed_bytes
+from suite.nn.packed import arithmetic_summary
 from suite.quant import build_quantizer
 
 pytestmark = pytest.mark.skipif(build.load() is None, reason="the bit-packed kernels could not be built")
@@ -123,3 +125,38 @@ def test_bnn_linear_training_step(benchmark):
     samples, reps = interleaved(fns, rounds=15, chunk_seconds=0.05)
     record(benchmark, samples, reps, [("packed", "float"), ("emulated", "float"), ("packed", "emulated")],
            kernels=K.status(), steps_per_call=5)
+
+
+def test_bnn_mnist_quick_training_steps(benchmark):
+    """The bnn-mnist spec's quick profile (784 - 3 x 1024 - 10 MLP, identity activation before the next
+    layer's sign, dropout 0.2 on the pixels and 0.5 after each sign, Glorot LR scales, Adam, squared
+    hinge loss, latent weights clipped to [-1, 1]) at its batch of 100: 20 training steps a call (the
+    epoch loop's own step, suite/train/backprop.py), for the float variant (the same network with
+    ReLU, no quantizers), the BNN with packed products and the BNN emulated. An epoch is 500 steps."""
+    from suite.nn import latent_clip_targets
+    from suite.train.backprop import train_epoch
+    from suite.train.losses import squared_hinge
+    from suite.train.optim import param_groups
+
+    splits, source = _mnist()
+    x, y = splits.train_x, splits.train_y
+    g = torch.Generator().manual_seed(0)
+    batches = [torch.randint(0, len(x), (100,), generator=g) for _ in range(20)]
+    bnn = QuantConfig(weight_quantizer="binaryconnect", input_quantizer="bnn_sign", clip_weights=1.0,
+                      lr_scale="glorot")
+    configs = {"float": (QuantConfig(), "relu"), "packed": (bnn, "identity"),
+               "emulated": (dataclasses.replace(bnn, arithmetic="emulated"), "identity")}
+    fns, models = {}, {}
+    for name, (quant, activation) in configs.items():
+        torch.manual_seed(1)
+        model = mlp(num_classes=10, in_shape=(1, 28, 28), hidden=[1024] * 3, activation=activation, dropout=0.5,
+                    input_dropout=0.2, bn_eps=1e-4, quant=quant)
+        opt = torch.optim.Adam(param_groups(model, 0.003))
+        clip = latent_clip_targets(model)
+        models[name] = model
+        fns[name] = (lambda m, o, c: lambda: train_epoch(m, o, squared_hinge, x, y, batches, c))(model, opt, clip)
+    fns["packed"]()
+    used = arithmetic_summary(models["packed"])
+    samples, reps = interleaved(fns, rounds=8, chunk_seconds=0.2)
+    record(benchmark, samples, reps, [("packed", "float"), ("emulated", "float"), ("packed", "emulated")],
+           kernels=K.status(), data=source, steps_per_call=20, batch=100, arithmetic_used=used)
