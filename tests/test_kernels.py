@@ -56,6 +56,16 @@ def test_sign_bits_by_hand():
     assert p.words[0, 0].item() == 0b10010 and p.words[0, 1].item() == 0b100  # bits past 67 are 0
 
 
+def test_sign_and_pack_reads_once_and_gives_both(isa):
+    from suite.kernels.packing import sign_and_pack
+    from suite.quant import sign_pm1
+
+    w = torch.randn(37, 130)
+    w.view(-1)[:4] = torch.tensor([0.0, -0.0, -1e-40, float("nan")])
+    signs, p = sign_and_pack(w)
+    assert torch.equal(signs, sign_pm1(w)) and torch.equal(p.words, K.pack_signs(w).words)
+
+
 def test_codes_by_hand():
     x = torch.tensor([[0.0, 1.0, 2.0, 3.0, 2.5, 1.5, 9.0, -4.0]])
     p = K.pack_codes(x, 2)  # round half to even: 2.5 -> 2, 1.5 -> 2; clamped: 9 -> 3, -4 -> 0

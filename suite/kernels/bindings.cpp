@@ -98,6 +98,21 @@ Tensor pack_signs(const Tensor& x, int64_t mode, int64_t isa) {
   return out;
 }
 
+// contiguous (rows, len) float32 -> (its signs copysign(1, x + 0), their packed words (rows, nw)), one read of x
+std::tuple<Tensor, Tensor> sign_pack(const Tensor& x, int64_t isa) {
+  TORCH_CHECK(x.device().is_cpu() && x.dim() == 2 && x.scalar_type() == at::kFloat && x.is_contiguous(),
+              "x must be a contiguous 2-D float32 CPU tensor");
+  const auto& k = build(isa);
+  const int64_t rows = x.size(0), len = x.size(1), nw = words_for(len);
+  auto signs = at::empty_like(x);
+  auto out = at::empty({rows, nw}, x.options().dtype(at::kLong));
+  const float* p = x.const_data_ptr<float>();
+  float* s = signs.data_ptr<float>();
+  uint64_t* o = words_ptr_mut(out);
+  run(rows, len / 2 + 1, [&](int64_t b, int64_t e) { k.sign_pack_f32(p, len, s, o, nw, b, e); });
+  return {signs, out};
+}
+
 // (rows, len) float32 -> (bits, rows, nw) planes of the codes clamp(round(x scale + offset), 0, 2^bits - 1)
 Tensor pack_codes(const Tensor& x, int64_t bits, double scale, double offset, int64_t isa) {
   TORCH_CHECK(x.device().is_cpu() && x.dim() == 2 && x.scalar_type() == at::kFloat, "x must be a 2-D float32 CPU tensor");
@@ -389,6 +404,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   });
   m.def("pack_signs", &pack_signs);
   m.def("pack_codes", &pack_codes);
+  m.def("sign_pack", &sign_pack);
   m.def("pack_nchw", &pack_nchw);
   m.def("to_panels", &to_panels);
   m.def("plane_sums", &plane_sums);

@@ -105,6 +105,6 @@ uint64_t sign_word_f32(const float* p) {
 
 #else  // not x86-64: no AVX2 build
 namespace lowbit {
-const Kernels kAvx2 = {"avx2", false, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr};
+const Kernels kAvx2 = {"avx2", false, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr};
 }  // namespace lowbit
 #endif

@@ -138,6 +138,6 @@ uint64_t sign_word_f32(const float* p) {
 #else  // not x86-64: no AVX-512 build
 namespace lowbit {
 const Kernels kAvx512 = {"avx512_vpopcntdq", false, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
-                         nullptr};
+                         nullptr, nullptr};
 }  // namespace lowbit
 #endif

@@ -82,6 +82,28 @@ void pack_signs_f32(const float* x, int64_t len, int64_t rs, int64_t es, uint64_
   }
 }
 
+// A weight matrix's signs, as the float +-1 the backward pass multiplies by and as the bits the forward
+// pass multiplies with, reading it once.
+void sign_pack_f32(const float* x, int64_t len, float* signs, uint64_t* out, int64_t nw, int64_t begin,
+                   int64_t end) {
+  for (int64_t r = begin; r < end; ++r) {
+    const float* row = x + r * len;
+    float* s = signs + r * len;
+    uint64_t* o = out + r * nw;
+    for (int64_t w = 0; w < nw; ++w) {
+      const int64_t j0 = 64 * w, n = lb_min(64, len - j0);
+      uint64_t bits = 0;
+      if (n == 64) {
+        bits = sign_word_f32(row + j0);
+      } else {
+        for (int64_t j = 0; j < n; ++j) bits |= sign_bit_f32(row[j0 + j]) << j;
+      }
+      o[w] = bits;
+      for (int64_t j = 0; j < n; ++j) s[j0 + j] = __builtin_copysignf(1.0f, row[j0 + j] + 0.0f);
+    }
+  }
+}
+
 void pack_signs_f64(const double* x, int64_t len, int64_t rs, int64_t es, uint64_t* out, int64_t nw,
                     int64_t begin, int64_t end) {
   for (int64_t r = begin; r < end; ++r) {
@@ -414,6 +436,6 @@ void conv(const Conv& c, int64_t begin, int64_t end) {
 }  // namespace
 
 namespace lowbit {
-const Kernels LB_KERNELS_NAME = {LB_ISA_NAME, true, pack_signs_f32, pack_signs_f64, pack_codes_f32, pack_nchw_f32,
-                                 to_panels, plane_sums, gemm, conv};
+const Kernels LB_KERNELS_NAME = {LB_ISA_NAME,    true,           pack_signs_f32, pack_signs_f64, sign_pack_f32,
+                                 pack_codes_f32, pack_nchw_f32, to_panels,      plane_sums,     gemm, conv};
 }  // namespace lowbit

@@ -96,6 +96,9 @@ struct Kernels {
                          uint64_t* out, int64_t nw, int64_t begin, int64_t end, int mode);
   void (*pack_signs_f64)(const double* x, int64_t len, int64_t row_stride, int64_t elem_stride,
                          uint64_t* out, int64_t nw, int64_t begin, int64_t end);
+  // contiguous rows (rows x len) -> their signs copysign(1, x + 0) as floats and as packed words, one pass
+  void (*sign_pack_f32)(const float* x, int64_t len, float* signs, uint64_t* out, int64_t nw, int64_t begin,
+                        int64_t end);
   // codes c = clamp(round(x scale + offset), 0, 2^bits - 1) -> planes (bits x rows x nw), plane stride ps
   void (*pack_codes_f32)(const float* x, int64_t len, int64_t row_stride, int64_t elem_stride, int bits,
                          float scale, float offset, uint64_t* out, int64_t nw, int64_t ps, int64_t begin,

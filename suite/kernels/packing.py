@@ -89,6 +89,13 @@ def pack_signs(x: torch.Tensor, layout: str = "rows") -> Packed:
     return as_panels(packed) if layout == "panels" else packed
 
 
+def sign_and_pack(w: torch.Tensor) -> tuple[torch.Tensor, Packed]:
+    """A 2-D float32 tensor's signs (sign(0) = +1) as floats and as packed rows, reading it once (the
+    backward pass multiplies by the floats, the forward pass by the bits)."""
+    signs, words = _ext().sign_pack(w.detach().contiguous(), dispatch.index())
+    return signs, Packed(words, w.shape[-1])
+
+
 def pack_masked_signs(x: torch.Tensor) -> Packed:
     """Signs some of which are 0 (dropout after a sign): planes (2, *x.shape[:-1], nw), the sign bits
     and the nonzero bits (a 0 contributes nothing to a product)."""

@@ -109,15 +109,18 @@ class QuantLinear(_QuantMixin, nn.Linear):
             y = packed.linear_from_input(x, self.bias if k is None else None, p, cached)
             return self._output(y if k is None else _scale_output(y, k, None, self.bias, spatial=0))
         xq, k = self._quantized_input(x)
+        fused = packed.signed_and_packed_weights(self, p) if p is not None else None
         # scale the output rather than the weights when it has fewer rows than the weights' fan-in
-        w, alpha = self._weight_and_scale(x.numel() < self.in_features * self.in_features)
+        w, alpha = self._weight_and_scale(x.numel() < self.in_features * self.in_features) if fused is None \
+            else (fused[0], None)
+        wp = fused[1] if fused is not None else None
         if k is None and alpha is None:
-            return self._output(self._linear(xq, w, self.bias, p))
-        return self._output(_scale_output(self._linear(xq, w, None, p), k, alpha, self.bias, spatial=0))
+            return self._output(self._linear(xq, w, self.bias, p, wp))
+        return self._output(_scale_output(self._linear(xq, w, None, p, wp), k, alpha, self.bias, spatial=0))
 
     @staticmethod
-    def _linear(xq, w, bias, p):
-        return F.linear(xq, w, bias) if p is None else packed.linear(xq, w, bias, p)
+    def _linear(xq, w, bias, p, wp):
+        return F.linear(xq, w, bias) if p is None else packed.linear(xq, w, bias, p, wp)
 
 
 class QuantConv2d(_QuantMixin, nn.Conv2d):

@@ -39,7 +39,7 @@ from suite.kernels import matmul as kmatmul
 from suite.kernels.conv import conv2d as kconv2d
 from suite.kernels.conv import pack_weights as pack_conv_weights
 from suite.kernels.forms import Codes, MaskedSigns, Signs
-from suite.kernels.packing import pack_codes, pack_masked_signs, pack_signs
+from suite.kernels.packing import Packed, as_panels, pack_codes, pack_masked_signs, pack_signs, sign_and_pack
 from suite.quant import BinaryConnect, BNNSign, DoReFaActivation, DoReFaWeight, XNORInput, XNORWeight
 
 ARITHMETICS = ("packed", "emulated")
@@ -188,8 +188,8 @@ class _PackedLinear(torch.autograd.Function):
     """y = F.linear(xq, wq, bias) on the kernels; F.linear's own backward (mm with wq and xq)."""
 
     @staticmethod
-    def forward(xq, wq, bias, xf, wf):
-        wp, scale = pack_linear_weight(wq, wf)
+    def forward(xq, wq, bias, xf, wf, packed_w):
+        wp, scale = packed_w if packed_w is not None else pack_linear_weight(wq, wf)
         return kmatmul.linear(_pack_input(xq, xf), xf, wp, wf, bias, scale)
 
     @staticmethod
@@ -206,7 +206,7 @@ class _PackedLinear(torch.autograd.Function):
         gx = g.mm(wq) if ctx.needs_input_grad[0] else None
         gw = g.t().mm(xq) if ctx.needs_input_grad[1] else None
         gb = g.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
-        return gx, gw, gb, None, None
+        return gx, gw, gb, None, None, None
 
     @staticmethod
     def jvp(ctx, tx, tw, tb, *_):
@@ -277,12 +277,52 @@ def cached_weights(layer, p: Plan):
     return cache[1]
 
 
-def linear(xq: torch.Tensor, wq: torch.Tensor, bias, p: Plan) -> torch.Tensor:
-    """F.linear(xq, wq, bias), packed, with F.linear's gradients."""
+def linear(xq: torch.Tensor, wq: torch.Tensor, bias, p: Plan, packed_w=None) -> torch.Tensor:
+    """F.linear(xq, wq, bias), packed, with F.linear's gradients (packed_w: wq already packed, with
+    its scale)."""
     if xq.dim() != 2:
         lead = xq.shape[:-1]
-        return _PackedLinear.apply(xq.reshape(-1, xq.shape[-1]), wq, bias, p.x_form, p.w_form).view(*lead, -1)
-    return _PackedLinear.apply(xq, wq, bias, p.x_form, p.w_form)
+        return _PackedLinear.apply(xq.reshape(-1, xq.shape[-1]), wq, bias, p.x_form, p.w_form, packed_w).view(
+            *lead, -1)
+    return _PackedLinear.apply(xq, wq, bias, p.x_form, p.w_form, packed_w)
+
+
+class _SignAndPack(torch.autograd.Function):
+    """BinaryConnect's w_b = sign(w) with its straight-through gradient (as `_BinarizeDeterministic`),
+    and w_b's packed bits from the same pass over w (not differentiable)."""
+
+    @staticmethod
+    def forward(w):
+        signs, bits = sign_and_pack(w)
+        return signs, bits.words
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.mark_non_differentiable(output[1])
+
+    @staticmethod
+    def backward(ctx, grad, _):
+        return grad
+
+    @staticmethod
+    def jvp(ctx, tangent):
+        return tangent, None
+
+
+# weight quantizers whose forward is sign(w) with a straight-through gradient: their sign and its
+# packing in one pass while training (a linear layer's weights: one read of W instead of two)
+SIGN_STE_WEIGHTS = {BinaryConnect: lambda q: not q.stochastic}
+
+
+def signed_and_packed_weights(layer, p: Plan):
+    """(sign(W) as the quantizer gives it, (its packed panels, scale 1)) for a linear layer whose weight
+    quantizer is a sign with a straight-through gradient, else None."""
+    q, w = layer._modules.get("weight_quantizer"), layer._parameters.get("weight")
+    fits = SIGN_STE_WEIGHTS.get(type(q))
+    if fits is None or not fits(q) or w is None or w.dim() != 2 or not _plain(w, None) or not w.is_contiguous():
+        return None
+    signs, words = _SignAndPack.apply(w)
+    return signs, (as_panels(Packed(words, w.shape[1])), 1.0)
 
 
 def conv2d(layer, xq: torch.Tensor, wq: torch.Tensor, bias, p: Plan) -> torch.Tensor:
