@@ -48,7 +48,7 @@ def _with_float_best(samples: dict, float_names) -> dict:
 
 
 def _isas():
-    return [n for n in ("avx512_vpopcntdq", "avx2") if n in K.supported()]
+    return [n for n in ("avx512_vpopcntdq", "avx512bw", "avx2") if n in K.supported()]
 
 
 def _xnor(name, a, b):

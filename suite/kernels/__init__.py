@@ -23,7 +23,8 @@ from suite.kernels.packing import Packed, as_panels, pack_codes, pack_masked_sig
 
 
 def status() -> str:
-    """The build of the kernels that runs ("avx512_vpopcntdq", "avx2", "portable"), or why none does."""
+    """The build of the kernels that runs ("avx512_vpopcntdq", "avx512bw", "avx2", "portable"), or why none
+    does."""
     from suite.kernels import dispatch
 
     return dispatch.status()

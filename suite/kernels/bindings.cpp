@@ -1,7 +1,7 @@
 // Python bindings of the bit-packed kernels (suite/kernels/__init__.py is the API): argument checks,
 // output allocation, and the split of each call into tasks run on torch's threads (at::parallel_for,
-// OpenMP). Every function takes `isa`, the index of the build to run (0 portable, 1 AVX2, 2 AVX-512
-// VPOPCNTDQ); Python chooses it from the CPU's features (suite/kernels/dispatch.py).
+// OpenMP). Every function takes `isa`, the index of the build to run (0 portable, 1 AVX2, 2 AVX-512BW,
+// 3 AVX-512 VPOPCNTDQ); Python chooses it from the CPU's features (suite/kernels/dispatch.py).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/csrc/utils/pybind.h>
@@ -18,9 +18,13 @@ namespace {
 using at::Tensor;
 using lowbit::kNR;
 
+const lowbit::Kernels* builds(int64_t isa) {
+  static const lowbit::Kernels* all[] = {&lowbit::kPortable, &lowbit::kAvx2, &lowbit::kAvx512bw, &lowbit::kAvx512};
+  return isa >= 0 && isa < 4 ? all[isa] : nullptr;
+}
+
 const lowbit::Kernels& build(int64_t isa) {
-  const lowbit::Kernels* k = isa == 0 ? &lowbit::kPortable : isa == 1 ? &lowbit::kAvx2 : isa == 2 ? &lowbit::kAvx512
-                                                                                                   : nullptr;
+  const lowbit::Kernels* k = builds(isa);
   TORCH_CHECK(k && k->compiled, "no kernels built for instruction set ", isa, " on this architecture");
   return *k;
 }
@@ -31,10 +35,12 @@ pybind11::dict cpu_features() {
   __builtin_cpu_init();
   d["avx2"] = bool(__builtin_cpu_supports("avx2"));
   d["avx512f"] = bool(__builtin_cpu_supports("avx512f"));
+  d["avx512bw"] = bool(__builtin_cpu_supports("avx512bw"));
   d["avx512vpopcntdq"] = bool(__builtin_cpu_supports("avx512vpopcntdq"));
 #else
   d["avx2"] = false;
   d["avx512f"] = false;
+  d["avx512bw"] = false;
   d["avx512vpopcntdq"] = false;
 #endif
   return d;
@@ -399,8 +405,8 @@ int64_t threads_used(int64_t tasks) {
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("cpu_features", &cpu_features);
   m.def("compiled", [](int64_t isa) {
-    const lowbit::Kernels* k = isa == 0 ? &lowbit::kPortable : isa == 1 ? &lowbit::kAvx2 : &lowbit::kAvx512;
-    return k->compiled;
+    const lowbit::Kernels* k = builds(isa);
+    return k != nullptr && k->compiled;
   });
   m.def("pack_signs", &pack_signs);
   m.def("pack_codes", &pack_codes);

@@ -1,9 +1,9 @@
 """Building and loading the bit-packed kernels' C++ extension (one job; the compiler work itself is
 `suite.cpp_build`, shared with the binary quantizers' fused kernels).
 
-One extension holds the three builds of the kernels (isa_portable.cpp, isa_avx2.cpp, isa_avx512.cpp,
-each compiled for its instruction set by a target pragma; kernels_impl.h is their common code) and the
-bindings (bindings.cpp). Built once per machine, the first time a kernel or a packed layer is used
+One extension holds the four builds of the kernels (isa_portable.cpp, isa_avx2.cpp, isa_avx512bw.cpp,
+isa_avx512.cpp, each compiled for its instruction set by a target pragma; kernels_impl.h is their
+common code) and the bindings (bindings.cpp). Built once per machine, the first time a kernel or a packed layer is used
 (about 30 s); where it cannot be built, one warning says why and the layers stay emulated.
 """
 
@@ -16,7 +16,8 @@ from pathlib import Path
 from suite import cpp_build
 
 _HERE = Path(__file__).parent
-SOURCES = [_HERE / name for name in ("bindings.cpp", "isa_portable.cpp", "isa_avx2.cpp", "isa_avx512.cpp")]
+SOURCES = [_HERE / name for name in ("bindings.cpp", "isa_portable.cpp", "isa_avx2.cpp", "isa_avx512bw.cpp",
+                                     "isa_avx512.cpp")]
 HEADERS = [_HERE / "lowbit.h", _HERE / "kernels_impl.h"]
 NAME = "lowbit_suite_kernels"
 

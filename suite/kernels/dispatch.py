@@ -1,10 +1,11 @@
 """Which build of the kernels runs: chosen at run time from the CPU's features, or forced.
 
-Three builds (C++ in isa_*.cpp): "avx512_vpopcntdq" (AVX-512 with the 64-bit lane popcount: Intel
-since Ice Lake, AMD since Zen 4), "avx2" (popcount by nibble table lookups), "portable" (plain C++,
-any CPU). The fastest one the CPU supports runs, unless
+Four builds (C++ in isa_*.cpp): "avx512_vpopcntdq" (AVX-512 with the 64-bit lane popcount: Intel
+since Ice Lake, AMD since Zen 4), "avx512bw" (popcount by nibble table lookups on 512-bit vectors:
+Intel Skylake-SP and Cascade Lake Xeons), "avx2" (the same on 256-bit vectors), "portable" (plain
+C++, any CPU). The fastest one the CPU supports runs, unless
 
-- the environment variable SUITE_KERNELS_ISA names one (portable | avx2 | avx512_vpopcntdq; "auto"
+- the environment variable SUITE_KERNELS_ISA names one (portable | avx2 | avx512bw | avx512_vpopcntdq; "auto"
   is the default; "off" turns the kernels off: every quantized layer stays emulated), read once, or
 - code runs inside `forced(name)` (tests and benchmarks run each path in one process).
 
@@ -19,8 +20,9 @@ import os
 from suite.kernels import build
 
 ENV = "SUITE_KERNELS_ISA"
-ISAS = ("portable", "avx2", "avx512_vpopcntdq")  # index = the C++ build's number (bindings.cpp)
-_NEEDS = {"portable": (), "avx2": ("avx2",), "avx512_vpopcntdq": ("avx512f", "avx512vpopcntdq")}
+ISAS = ("portable", "avx2", "avx512bw", "avx512_vpopcntdq")  # slowest first; index = the C++ build's number
+_NEEDS = {"portable": (), "avx2": ("avx2",), "avx512bw": ("avx512f", "avx512bw"),
+          "avx512_vpopcntdq": ("avx512f", "avx512vpopcntdq")}
 
 _forced: str | None = None
 _env_choice: str | None = None

@@ -1,6 +1,6 @@
-// The interface between the bindings (bindings.cpp: ATen, pybind11, threads) and the three builds of
-// the kernels (isa_portable.cpp, isa_avx2.cpp, isa_avx512.cpp: plain C++ and intrinsics, each compiled
-// for its instruction set). Only plain structs and declarations here: the kernel files include it
+// The interface between the bindings (bindings.cpp: ATen, pybind11, threads) and the four builds of the
+// kernels (isa_portable.cpp, isa_avx2.cpp, isa_avx512bw.cpp, isa_avx512.cpp: plain C++ and intrinsics,
+// each compiled for its instruction set). Only plain structs and declarations here: the kernel files include it
 // after their `#pragma GCC target`, and an inline function defined here would be compiled once per
 // instruction set and merged by the linker (an AVX-512 copy could then run on a CPU without it).
 //
@@ -119,6 +119,7 @@ struct Kernels {
 
 extern const Kernels kPortable;
 extern const Kernels kAvx2;
+extern const Kernels kAvx512bw;
 extern const Kernels kAvx512;
 
 }  // namespace lowbit
