@@ -1,5 +1,5 @@
-"""The bit-packed kernels (suite/kernels) against torch's fastest float32 path, as ratios of minimum
-times measured in one process (candidates interleaved, order rotating: benchmarks/interleaved.py).
+"""The bit-packed kernels (suite/kernels) against torch's fastest float32 path, as ratios measured in one
+process (candidates interleaved, order rotating: benchmarks/timing.py).
 Run on a quiet machine: `pytest benchmarks/test_lowbit_kernels.py --benchmark-json=...`.
 
 Float candidates for a product: torch.matmul, oneDNN's linear with its weight pre-packed for the
@@ -7,13 +7,13 @@ batch (torch.ops.mkldnn._linear_pointwise, inductor's path) and torch._C._nn.mkl
 converted to oneDNN's layout each call); "float" in a ratio is the fastest of them. The packed
 operands of a product are packed once (weights as panels, inputs as rows), as deployed weights and
 the previous layer's packed output would be; convolutions pack their float input on every call.
-Ratios are named A_over_B = min(A) / min(B): float_over_xnor is the speed-up.
+Ratios are named A_over_B (the median of the per-round ratios): float_over_xnor is the speed-up.
 """
 
 import pytest
 import torch
 import torch.nn.functional as F
-from interleaved import interleaved, record
+from timing import chunked, interleaved_samples, record_chunks
 
 import suite.kernels as K
 from suite.kernels import build
@@ -72,10 +72,11 @@ def test_xnor_matmul_1024(benchmark, batch):
         fns[f"xnor_{name}"] = _xnor(name, a, b)
     want = (torch.where(x >= 0, 1.0, -1.0) @ torch.where(w >= 0, 1.0, -1.0).T).int()
     assert torch.equal(fns["xnor"](), want)  # correctness, not time
-    samples, reps = interleaved(fns, rounds=25 if batch > 1 else 40)
+    fns, n = chunked(fns, 0.02)
+    samples = interleaved_samples(fns, 25 if batch > 1 else 40)
     samples, best = _with_float_best(samples, floats)
     pairs = [("float", "xnor")] + [(f, "xnor") for f in floats] + [("float", f"xnor_{n}") for n in _isas()]
-    record(benchmark, samples, reps, pairs, float_best=best, kernels=K.status(), shape=[batch, 1024, 1024])
+    record_chunks(benchmark, samples, n, pairs, float_best=best, kernels=K.status(), shape=[batch, 1024, 1024])
 
 
 ALEXNET = {"conv3": (256, 384), "conv4": (384, 384), "conv5": (384, 256)}  # 3x3, padding 1, 13 x 13 maps
@@ -101,8 +102,9 @@ def test_binary_conv_alexnet(benchmark, layer, batch):
         fns[f"packed_{name}"] = call
     want = F.conv2d(torch.where(x >= 0, 1.0, -1.0), torch.where(w >= 0, 1.0, -1.0), None, 1, 1)
     assert torch.allclose(fns["packed"](), want * alpha.view(-1, 1, 1) + bias.view(-1, 1, 1), rtol=1e-5, atol=1e-4)
-    samples, reps = interleaved(fns, rounds=15)
-    record(benchmark, samples, reps, [("float", "packed")] + [("float", f"packed_{n}") for n in _isas()],
+    fns, n = chunked(fns, 0.02)
+    samples = interleaved_samples(fns, 15)
+    record_chunks(benchmark, samples, n, [("float", "packed")] + [("float", f"packed_{isa}") for isa in _isas()],
            kernels=K.status(), shape=[batch, cin, cout, 13, 13])
 
 
@@ -128,7 +130,8 @@ def test_bitserial_gemm_1024(benchmark, x_bits, w_bits):
     fns["bitserial"] = lambda: linear(xp, x_form, wp, w_form)
     fns["with_packing"] = lambda: linear(K.pack_codes(xq, x_bits, n_x), x_form, wp, w_form)
     assert torch.allclose(fns["bitserial"](), xq @ wq.T, rtol=1e-5, atol=1e-3)
-    samples, reps = interleaved(fns, rounds=20)
+    fns, n = chunked(fns, 0.02)
+    samples = interleaved_samples(fns, 20)
     samples, best = _with_float_best(samples, floats)
-    record(benchmark, samples, reps, [("float", "bitserial"), ("float", "with_packing")], float_best=best,
+    record_chunks(benchmark, samples, n, [("float", "bitserial"), ("float", "with_packing")], float_best=best,
            kernels=K.status(), bits=[x_bits, w_bits])

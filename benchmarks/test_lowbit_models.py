@@ -1,5 +1,5 @@
 """Packed arithmetic in whole models and training steps, against float and the emulated arithmetic,
-as ratios of minimum times measured in one process (benchmarks/interleaved.py).
+as ratios measured in one process (benchmarks/timing.py).
 
 - BNN MLP (784 - 3 x 1024 - 10, binary weights and activations) inference over the MNIST test set
   (real MNIST where found, else the embedded subset, said in extra_info), batches of 1000: the float
@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn as nn
-from interleaved import interleaved, record
+from timing import chunked, interleaved_samples, record_chunks
 
 import suite.kernels as K
 from suite.data import load_splits
@@ -81,11 +81,12 @@ def test_bnn_mlp_inference_on_mnist(benchmark):
     fns = {"float": over_test_set(floats), "emulated": over_test_set(emulated), "packed_layers": over_test_set(bnn),
            "exported": over_test_set(exported)}
     preds = {k: fns[k]() for k in ("emulated", "packed_layers", "exported")}
-    samples, reps = interleaved(fns, rounds=10, chunk_seconds=0.05)
+    fns, n = chunked(fns, 0.05)
+    samples = interleaved_samples(fns, 10)
     float_bytes = 4 * sum(m.weight.numel() for m in floats.modules() if isinstance(m, nn.Linear))
     stored = packed_bytes(exported)["packed_layers"]
     weight_bits = sum(m.words.numel() * 8 for m in exported.modules() if isinstance(m, PackedLinear))
-    record(benchmark, samples, reps, [("float", "exported"), ("float", "packed_layers"), ("float", "emulated"),
+    record_chunks(benchmark, samples, n, [("float", "exported"), ("float", "packed_layers"), ("float", "emulated"),
                                       ("emulated", "exported")],
            data=source, test_images=len(splits.test_x), kernels=K.status(),
            test_accuracy=float((preds["emulated"] == splits.test_y).float().mean()),
@@ -122,8 +123,9 @@ def test_bnn_linear_training_step(benchmark):
     fns = {"float": steps(float_layer), "packed": steps(packed), "emulated": steps(emulated)}
     fns["packed"]()
     assert packed.arithmetic_used.startswith("packed")
-    samples, reps = interleaved(fns, rounds=15, chunk_seconds=0.05)
-    record(benchmark, samples, reps, [("packed", "float"), ("emulated", "float"), ("packed", "emulated")],
+    fns, n = chunked(fns, 0.05)
+    samples = interleaved_samples(fns, 15)
+    record_chunks(benchmark, samples, n, [("packed", "float"), ("emulated", "float"), ("packed", "emulated")],
            kernels=K.status(), steps_per_call=5)
 
 
@@ -157,6 +159,7 @@ def test_bnn_mnist_quick_training_steps(benchmark):
         fns[name] = (lambda m, o, c: lambda: train_epoch(m, o, squared_hinge, x, y, batches, c))(model, opt, clip)
     fns["packed"]()
     used = arithmetic_summary(models["packed"])
-    samples, reps = interleaved(fns, rounds=8, chunk_seconds=0.2)
-    record(benchmark, samples, reps, [("packed", "float"), ("emulated", "float"), ("packed", "emulated")],
+    fns, n = chunked(fns, 0.2)
+    samples = interleaved_samples(fns, 8)
+    record_chunks(benchmark, samples, n, [("packed", "float"), ("emulated", "float"), ("packed", "emulated")],
            kernels=K.status(), data=source, steps_per_call=20, batch=100, arithmetic_used=used)

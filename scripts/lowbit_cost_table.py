@@ -2,7 +2,7 @@
 the paper models and per batch (1 and the paper's training batch), the float layer, the emulated
 binary layer, the packed binary layer and the packed DoReFa W1A2 / W1A4 / W2A2 layers: time per
 forward pass, ratio to float, operations per second, weight bytes; XNOR-Net's theoretical ~58x /
-~32x beside them (suite/kernels/costs.py says what is measured).
+~32x beside them (suite/nn/costs.py says what is measured).
 
     python scripts/lowbit_cost_table.py                       # every shape, batches 1 and the paper's
     python scripts/lowbit_cost_table.py --max-batch 32 --json costs.json --only "MNIST MLP" "AlexNet"
@@ -16,11 +16,24 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 import torch
 from tabulate import tabulate
 
-from suite.kernels import costs, status
+from suite.kernels import status
+from suite.nn import costs
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+from timing import chunked, interleaved_samples  # noqa: E402  (the benchmarks' interleaved timer)
+
+
+def timer(rounds: int, chunk_seconds: float = 0.05):
+    """{name: fn} -> {name: [seconds per call, one per round]}: chunks of equal calls, interleaved."""
+    def time_candidates(fns):
+        chunks, n = chunked(fns, chunk_seconds)
+        return {k: [t / n for t in v] for k, v in interleaved_samples(chunks, rounds).items()}
+    return time_candidates
 
 
 def main() -> int:
@@ -39,7 +52,7 @@ def main() -> int:
             batch = shape.train_batch if b == "train" else int(b)
             batch = min(batch, args.max_batch) if args.max_batch else batch
             print(f"{shape.model} {shape.name}, batch {batch}", file=sys.stderr, flush=True)
-            rows += costs.layer_costs(shape, batch, rounds=args.rounds)
+            rows += costs.layer_costs(shape, batch, timer(args.rounds))
     table = [[r["model"], r["layer"], r["batch"], r["candidate"], f"{r['ms']:.3f}", f"{r['float_over_this']:.2f}x",
               f"{r['gops_per_s']:.0f}", f"{r['weight_bytes'] / 1024:.0f} KiB", f"{r['float_bytes_over_this']:.1f}x"]
              for r in rows]

@@ -1,7 +1,7 @@
-"""Copy the papers' rows that the specs compare with from ../shared/paper-tables/ into
+"""Copy the papers' rows that the specs compare with from the project's paper-table transcriptions into
 baselines/, adding the `id` column specs name. Values are copied as printed, never edited.
 
-    python scripts/make_baselines.py [--tables ../shared/paper-tables]
+    python scripts/make_baselines.py [--tables DIR]   (DIR: the transcriptions, one CSV per paper table)
 
 bnn.csv <- bnn_table1_test_error.csv; dorefa.csv <- dorefa_table1_svhn.csv (ids
 dorefa-svhn-W{w}A{a}G{g}-{A|B|C|D|all}-{metric}); xnor.csv <- xnor_net_tables.csv (AlexNet
@@ -49,7 +49,12 @@ def xnor_id(r: dict) -> str:
     return f"xnor-{where}-{model}-{method}-{r['metric']}"
 
 
-def copy(sources: list[Path], target: Path, make_id, keep=lambda r: True) -> int:
+def dorefa_selection(r: dict) -> dict:
+    """DoReFa-Net's Table 1 reports the maximum test accuracy over 200 epochs: selected on the test set."""
+    return {"selection": "best_test" if r["metric"].startswith("test_acc_max_over") else ""}
+
+
+def copy(sources: list[Path], target: Path, make_id, keep=lambda r: True, extra=lambda r: {}) -> int:
     rows, seen = [], set()
     for src in sources:
         with open(src, newline="") as f:
@@ -60,7 +65,7 @@ def copy(sources: list[Path], target: Path, make_id, keep=lambda r: True) -> int
                 if rid in seen:
                     raise SystemExit(f"{src}: duplicate id {rid}")
                 seen.add(rid)
-                rows.append({"id": rid, **r})
+                rows.append({"id": rid, **r, **extra(r)})
     with open(target, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]), lineterminator="\n")
         w.writeheader()
@@ -74,7 +79,7 @@ def main() -> None:
     t = ap.parse_args().tables
     out = ROOT / "baselines"
     print("bnn.csv", copy([t / "bnn_table1_test_error.csv"], out / "bnn.csv", bnn_id))
-    print("dorefa.csv", copy([t / "dorefa_table1_svhn.csv"], out / "dorefa.csv", dorefa_id))
+    print("dorefa.csv", copy([t / "dorefa_table1_svhn.csv"], out / "dorefa.csv", dorefa_id, extra=dorefa_selection))
     print("xnor.csv", copy([t / "xnor_net_tables.csv", t / "xnor_net_reimplementations.csv"], out / "xnor.csv",
                            xnor_id, keep=lambda r: r["model"].startswith(("AlexNet", "Network-in-Network"))))
 

@@ -1,6 +1,6 @@
 """Cut the embedded MNIST subset (suite/data/embedded/mnist-subset/) from the full IDX files.
 
-    python scripts/make_mnist_subset.py ../shared/data/MNIST/raw
+    python scripts/make_mnist_subset.py DATA_DIR/MNIST/raw   (the folder holding the full IDX files)
 
 Keeps the first 12000 training and the first 2000 test images, in their original order, in
 the original IDX format (gzip), so the same reader serves both.

@@ -1,19 +1,19 @@
-"""Command line: ``python -m suite list | run SPEC --profile P | plan SPEC | report [SPEC]``.
+"""Command line: ``python -m suite list | run | plan | summary | report | check``: parse the
+arguments and hand them to the package that does the work (spec/, run/, report/, check/).
 
-``run`` trains in this process, under torchrun on all its ranks (suite/distributed.py), or with
-``--workers N`` as parallel cell processes (suite/parallel.py). User errors (bad spec, bad value,
-missing data) print one line and exit with code 2.
+``run`` trains in this process, under torchrun on all its ranks (suite/run/distributed.py), or with
+``--workers N`` as parallel cell processes (suite/run/parallel.py). User errors (bad spec, bad
+value, missing data) print one line and exit with code 2.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-from suite import allocator
 from suite.errors import UserError
+from suite.run import allocator
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -80,42 +80,44 @@ def _parser() -> argparse.ArgumentParser:
     chk.add_argument("--variant", dest="variants", action="append", metavar="NAME",
                      help="only this variant (repeatable)")
     chk.add_argument("--strict", action="store_true", help="a spec or variant without a reference fails too")
-    chk.add_argument("--benchmarks", metavar="BENCH.json", help="compare pytest-benchmark's JSON with "
-                     "results/reference/benchmarks.json instead (ratios to float only)")
+    chk.add_argument("--benchmarks", metavar="BENCH.json", help="judge the speed ratios in pytest-benchmark's JSON "
+                     "(python -m pytest benchmarks --benchmark-json=BENCH.json) against "
+                     "results/reference/benchmarks.json instead; undecided ones are measured again")
+    chk.add_argument("--no-timing", action="store_true", help="do not measure time (accuracy, memory, status and "
+                     "configuration only)")
     chk.add_argument("--reference-dir", type=Path, help="default: results/reference/")
     chk.add_argument("--data-dir")
-    chk.add_argument("--rows-json", type=Path, help=argparse.SUPPRESS)  # --all's children report here
     return p
 
 
 def cmd_list() -> int:
     from tabulate import tabulate
 
-    from suite.spec import read_toml, reproductions_dir
+    from suite.spec.catalog import catalog
 
-    rows = []
-    for path in sorted(reproductions_dir().glob("*.toml")):
-        raw = read_toml(path)
-        variants = ", ".join(raw.get("variants", {}))
-        axes = {k: v for k, v in raw.get("grid", {}).items() if isinstance(v, dict)}
-        if axes:  # a grid: its axes and sizes, not every cell
-            cells = " x ".join(f"{axis} ({len(points)})" for axis, points in axes.items())
-            variants = ", ".join(filter(None, [variants, f"grid {cells}"]))
-        rows.append([path.stem, raw.get("title", ""), ", ".join(raw.get("profiles", {})), variants])
-    print(tabulate(rows, headers=["spec", "title", "profiles", "variants"], tablefmt="github"))
+    print(tabulate(catalog(), headers="keys", tablefmt="github"))
     return 0
 
 
 def _planned(args):
     """The spec (profile and --set applied) and its runs narrowed by --variant / --seeds / --seed."""
-    from suite.harness import plan
+    from suite.run.plan import plan
     from suite.spec import find_spec, load_spec, parse_set
 
-    spec = load_spec(find_spec(args.spec), args.profile, parse_set(args.overrides))
-    seeds = list(range(1, args.seeds + 1)) if args.seeds else args.seed_list
     if args.seeds is not None and args.seeds < 1:
         raise UserError(f"--seeds {args.seeds}: must be at least 1")
+    spec = load_spec(find_spec(args.spec), args.profile, parse_set(args.overrides))
+    seeds = list(range(1, args.seeds + 1)) if args.seeds else args.seed_list
     return spec, plan(spec, args.variants, seeds)
+
+
+def _results_dir(given: Path | None) -> Path:
+    from suite.paths import results_dir
+
+    out = Path(given) if given else results_dir()
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--results-dir {out}: a file, not a folder")
+    return out
 
 
 def _report(args, out: Path, spec) -> None:
@@ -128,14 +130,16 @@ def _report(args, out: Path, spec) -> None:
 
 
 def cmd_run(args) -> int:
-    from suite import distributed
-    from suite.paths import results_dir
+    from suite.run import distributed
+    from suite.run.local import Options, run_all
 
     spec, runs = _planned(args)
-    out = args.results_dir or results_dir()
+    out = _results_dir(args.results_dir)
     if args.workers is not None:
         return _run_pool(args, spec, runs, out)
-    failed = _run_here(args, spec, runs, out)
+    failed = run_all(spec, runs, Options(results_dir=out, device=args.device, data_dir=args.data_dir,
+                                         download=not args.no_download, resume_only=args.resume, fresh=args.fresh,
+                                         progress=not args.quiet))
     if failed and distributed.active():
         return 1  # the ranks can no longer agree: end the launch (torchrun stops the others)
     if not args.no_report and distributed.is_main():
@@ -146,8 +150,8 @@ def cmd_run(args) -> int:
 
 def _run_pool(args, spec, runs, out: Path) -> int:
     """--workers N: each variant x seed cell a `run` subprocess, N at once; then the table."""
-    from suite import distributed
-    from suite.parallel import format_results, forwarded_options, plan_cells, run_pool
+    from suite.run import distributed
+    from suite.run.parallel import format_results, forwarded_options, plan_cells, run_pool
 
     if args.workers < 1:
         raise UserError(f"--workers {args.workers}: must be at least 1")
@@ -162,86 +166,8 @@ def _run_pool(args, spec, runs, out: Path) -> int:
     return 1 if any(r.failed for r in results) else 0
 
 
-def _run_study(args, spec, runs, out: Path) -> int:
-    """A study spec's runs (suite/studies/): no data to load, no checkpoints (--resume skips
-    them all); the number that failed."""
-    from suite.harness import execute
-    from suite.measure import pick_device
-
-    device = pick_device(args.device)
-    print(f"{spec.name} [{spec.profile}]: study {spec.study.name}, {len(runs)} run(s) on {device}", file=sys.stderr)
-    failed = 0
-    for run in runs:
-        if args.resume:
-            print(f"  {run.variant.name} seed {run.seed}: a study has nothing to resume, skipped", file=sys.stderr)
-            continue
-        try:
-            path = execute(run, None, device, out, progress=not args.quiet)
-        except UserError:
-            raise
-        except Exception as e:  # noqa: BLE001 - one failing run does not stop the others
-            failed += 1
-            print(f"  {run.variant.name} seed {run.seed}: FAILED ({type(e).__name__}: {e})", file=sys.stderr)
-            continue
-        print(f"  {run.variant.name} seed {run.seed}: completed -> {path}", file=sys.stderr)
-    return failed
-
-
-def _run_here(args, spec, runs, out: Path) -> int:
-    """The runs one after another in this process (all ranks together under torchrun); the
-    number that failed."""
-    import json
-
-    import torch
-
-    from suite import distributed
-    from suite.data import load_splits
-    from suite.harness import execute, has_checkpoint
-
-    if spec.study is not None:
-        return _run_study(args, spec, runs, out)
-    device = distributed.setup(args.device)  # under torchrun: joins the process group
-    main = distributed.is_main()
-    if not main:
-        distributed.barrier()  # rank 0 loads (and maybe downloads) the data first, alone
-    data = load_splits(spec.data, args.data_dir, download=not args.no_download).to(device)
-    if main:
-        distributed.barrier()
-        ranks = f"{distributed.world()} ranks ({distributed.describe()['backend']}) x " if distributed.active() else ""
-        print(f"{spec.name} [{spec.profile}]: {len(runs)} run(s) on {ranks}{device}, "
-              f"{torch.get_num_threads()} threads; data: {data.info['source']} ({data.info['path']})",
-              file=sys.stderr)
-    failed = 0
-    for run in runs:
-        # Rank 0 decides, so that every rank skips the same runs.
-        if args.resume and not distributed.broadcast_object(has_checkpoint(out, run, data.info) if main else None):
-            if main:
-                print(f"  {run.variant.name} seed {run.seed}: nothing to resume, skipped", file=sys.stderr)
-            continue
-        try:
-            path = execute(run, data, device, out, progress=not args.quiet, resume=not args.fresh)
-        except UserError:
-            raise
-        except Exception as e:  # noqa: BLE001 - one failing run does not stop the others
-            failed += 1
-            print(f"  {run.variant.name} seed {run.seed}: FAILED ({type(e).__name__}: {e})", file=sys.stderr)
-            if distributed.active():
-                print(f"  rank {distributed.rank()} of {distributed.world()}: stopping this launch; rerun the same "
-                      "command to continue from the last checkpoint", file=sys.stderr)
-                return failed
-            continue
-        if not main:
-            continue
-        rec = json.loads(path.read_text())
-        s = rec["summary"]
-        print(f"  {run.variant.name} seed {run.seed}: {rec['status']}, test error "
-              f"{s.get('test_error_at_best_val', float('nan')):.2f}% at best val epoch {s.get('best_epoch')}, "
-              f"{s.get('median_epoch_seconds', float('nan')):.2f} s/epoch -> {path}", file=sys.stderr)
-    return failed
-
-
 def cmd_plan(args) -> int:
-    from suite.parallel import format_plan, forwarded_options, plan_cells
+    from suite.run.parallel import format_plan, forwarded_options, plan_cells
 
     _, runs = _planned(args)
     print(format_plan(plan_cells(args.spec, runs, forwarded_options(args)), args.format))
@@ -250,7 +176,6 @@ def cmd_plan(args) -> int:
 
 def cmd_summary(args) -> int:
     from suite.data import NUM_CLASSES, in_shape
-    from suite.harness import quant_config
     from suite.models import build_model
     from suite.nn.summary import format_summary, model_summary
     from suite.spec import find_spec, load_spec
@@ -258,21 +183,20 @@ def cmd_summary(args) -> int:
     spec = load_spec(find_spec(args.spec), args.profile)
     if spec.study is not None:
         raise UserError(f"{spec.path}: a study spec (study.name = {spec.study.name!r}) has no model to summarize")
+    shape = in_shape(spec.data)
     for name in args.variants or [v.name for v in spec.variants]:
         v = spec.variant(name)
-        shape = in_shape(spec.data)
-        model = build_model(spec.model, num_classes=NUM_CLASSES[spec.data.dataset], in_shape=shape,
-                            quant=quant_config(v))
+        model = build_model(spec.model_for(v), num_classes=NUM_CLASSES[spec.data.dataset], in_shape=shape,
+                            quant=v.quant_config())
         print(f"## {spec.name} [{spec.profile}] — {v.label or v.name}\n")
         print(format_summary(model_summary(model, shape)) + "\n")
     return 0
 
 
 def cmd_report(args) -> int:
-    from suite.paths import results_dir
     from suite.report import report
 
-    out = args.results_dir or results_dir()
+    out = _results_dir(args.results_dir)
     written = report(out, args.spec, args.profile, plots=not args.no_plots)
     if not written:
         raise UserError(f"no records{' of ' + args.spec if args.spec else ''} under {out / 'records'}; "
@@ -284,25 +208,34 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_check(args) -> int:
+    """Exit 0 when every comparison is inside its bound, 1 otherwise."""
+    from suite.check import check_all, check_spec, report_rows
+    from suite.check.bench import check_benchmarks
+    from suite.paths import project_root, results_dir
+
+    root = Path(args.reference_dir) if args.reference_dir else results_dir() / "reference"
+    if sum([bool(args.specs), args.all, bool(args.benchmarks)]) != 1:
+        raise UserError("check: give spec names, --all, or --benchmarks BENCH.json (one of them)")
+    if args.benchmarks:
+        rows = check_benchmarks(Path(args.benchmarks), root / "benchmarks.json", args.update, project=project_root())
+    elif args.all:
+        rows = check_all(args.profile, root, args.update, args.seeds, args.data_dir, timing=not args.no_timing)
+    else:
+        rows = [r for s in args.specs for r in check_spec(s, args.profile, root, args.update, args.seeds,
+                                                            args.variants, args.data_dir, timing=not args.no_timing)]
+    return report_rows(rows, args.strict, args.update)
+
+
+COMMANDS = {"list": lambda args: cmd_list(), "run": cmd_run, "plan": cmd_plan, "summary": cmd_summary,
+            "report": cmd_report, "check": cmd_check}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    allocator.keep_freed_memory()  # reuse freed buffers step to step (suite/allocator.py)
-    if os.environ.get("CI") and args.command == "run":
-        args.quiet = True  # CI logs: no progress bars
+    allocator.keep_freed_memory()  # reuse freed buffers step to step (suite/run/allocator.py)
     try:
-        if args.command == "list":
-            return cmd_list()
-        if args.command == "run":
-            return cmd_run(args)
-        if args.command == "plan":
-            return cmd_plan(args)
-        if args.command == "summary":
-            return cmd_summary(args)
-        if args.command == "check":
-            from suite.check import cmd_check
-
-            return cmd_check(args)
-        return cmd_report(args)
+        return COMMANDS[args.command](args)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

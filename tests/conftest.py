@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from suite import allocator
+from suite.run import allocator
 
 allocator.keep_freed_memory()  # as the CLI does: the tests and benchmarks measure what a run gets
 

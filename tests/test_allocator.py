@@ -7,13 +7,13 @@ import textwrap
 
 import pytest
 
-from suite import allocator
+from suite.run import allocator
 
 # In a fresh process: how an 8 MiB tensor (a 1024 x 2048 weight) is allocated and what happens to
 # its memory when it is freed, from glibc's own accounting (mallinfo2, glibc >= 2.33).
 ALLOCATE_AND_FREE = textwrap.dedent("""
     import ctypes, sys, torch
-    from suite import allocator
+    from suite.run import allocator
     if sys.argv[1] == "tuned":
         allocator.keep_freed_memory()
     class MallInfo2(ctypes.Structure):

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from suite.data import channel_stats, load_splits
-from suite.data.cifar10 import PARTIAL_FOLDER, TEST_FILES, TRAIN_FILES, load_cifar10, read_batch, write_synthetic
+from suite.data.cifar10 import INFO, PARTIAL_FOLDER, TEST_FILES, TRAIN_FILES, read_batch, write_synthetic
+from suite.data.source import locate
 from suite.errors import UserError
 from suite.models.vgg import vgg
 from suite.spec import DataSpec
@@ -18,7 +19,7 @@ from suite.spec import DataSpec
 @pytest.fixture
 def no_data_env(monkeypatch, tmp_path):
     monkeypatch.delenv("SUITE_DATA_DIR", raising=False)
-    monkeypatch.setattr("suite.data.mnist.DEFAULT_CACHE", tmp_path / "cache")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
 
 
 @pytest.mark.parametrize("filenames", [True, False])
@@ -26,7 +27,7 @@ def test_reader_reads_the_standard_layout(tmp_path, no_data_env, filenames):
     folder = write_synthetic(tmp_path, per_batch=20, n_test=30, filenames=filenames)
     raw = pickle.load(open(folder / "data_batch_1", "rb"), encoding="latin1")
     assert ("filenames" in raw) == filenames
-    arrays, info = load_cifar10("full", tmp_path, download=False)
+    arrays, info = locate(INFO, "full", tmp_path, download=False)
     assert arrays["train_images"].shape == (100, 3, 32, 32) and arrays["train_images"].dtype == torch.uint8
     assert arrays["test_images"].shape == (30, 3, 32, 32)
     assert arrays["train_labels"].dtype == torch.int64 and 0 <= arrays["train_labels"].min() <= 9
@@ -45,15 +46,15 @@ def test_partial_test_files_are_selectable(tmp_path, no_data_env):
     exact = {"batch_label": "x", "labels": test["labels"][:25], "data": test["data"][:25]}
     with open(tmp_path / PARTIAL_FOLDER / "test_batch_exact_first1000", "wb") as f:
         pickle.dump(exact, f)
-    arrays, info = load_cifar10("full", tmp_path, download=False, test_set="exact_first1000")
+    arrays, info = locate(INFO, "full", tmp_path, download=False, test_set="exact_first1000")
     assert len(arrays["test_images"]) == 25 and info["test_set"] == "CIFAR-10 test images 0-999 (exact)"
     with pytest.raises(UserError, match="test_batch_mixed_jpeg_q75 not found"):
-        load_cifar10("full", tmp_path, download=False, test_set="mixed_jpeg_q75")
+        locate(INFO, "full", tmp_path, download=False, test_set="mixed_jpeg_q75")
 
 
 def test_missing_cifar10_names_the_files_and_how_to_get_them(tmp_path, no_data_env):
     with pytest.raises(UserError) as err:
-        load_cifar10("full", tmp_path / "nowhere", download=False)
+        locate(INFO, "full", tmp_path / "nowhere", download=False)
     msg = str(err.value)
     for name in (*TRAIN_FILES, "batches.meta", "test_batch"):
         assert name in msg

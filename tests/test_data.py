@@ -8,7 +8,8 @@ import torch
 
 from suite.data import load_splits
 from suite.data.idx import read_idx
-from suite.data.mnist import FILES, load_mnist
+from suite.data.mnist import FILES, INFO
+from suite.data.source import locate
 from suite.errors import UserError
 from suite.spec import DataSpec
 
@@ -48,9 +49,9 @@ def test_read_idx_rejects_truncated_file(tmp_path):
 
 def test_missing_mnist_says_which_files_where(tmp_path, monkeypatch):
     monkeypatch.delenv("SUITE_DATA_DIR", raising=False)
-    monkeypatch.setattr("suite.data.mnist.DEFAULT_CACHE", tmp_path / "cache")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     with pytest.raises(UserError) as err:
-        load_mnist("full", tmp_path / "nowhere", download=False)
+        locate(INFO, "full", tmp_path / "nowhere", download=False)
     msg = str(err.value)
     for name in FILES.values():
         assert f"{name}.gz" in msg
@@ -59,7 +60,7 @@ def test_missing_mnist_says_which_files_where(tmp_path, monkeypatch):
 
 def test_auto_falls_back_to_embedded_subset(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("SUITE_DATA_DIR", raising=False)
-    monkeypatch.setattr("suite.data.mnist.DEFAULT_CACHE", tmp_path / "cache")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     splits = load_splits(DataSpec("mnist", 50000, 10000), tmp_path / "nowhere", download=False)
     assert splits.info["source"] == "embedded subset"
     assert (splits.info["n_train"], splits.info["n_val"], splits.info["n_test"]) == (10000, 2000, 2000)

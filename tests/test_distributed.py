@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from suite import distributed
 from suite.cli import main
 from suite.errors import UserError
-from suite.parallel import Cell, format_results, run_pool, usable_cores
+from suite.run import distributed
+from suite.run.parallel import Cell, format_results, run_pool, usable_cores
 
 ROOT = Path(__file__).resolve().parent.parent
 LOSS_RTOL, ERROR_ATOL = 1e-4, 0.3
@@ -35,10 +35,14 @@ SMOKE = ["binaryconnect-mnist", "--profile", "smoke", "--quiet", "--device", "cp
 VARIANTS = ["--set", "variants.det.method=forward_gradient"]
 
 
-def _torchrun(args: list[str], results: Path, **env) -> subprocess.CompletedProcess:
+def _torchrun(args: list[str], results: Path, crash_rank_at: str | None = None) -> subprocess.CompletedProcess:
+    """`python -m suite ARGS` on 2 gloo ranks; with crash_rank_at = "R:E", rank R exits abruptly when
+    epoch E starts, as a crashed rank would (tests/crash_rank.py)."""
     env = dict(os.environ, SUITE_RESULTS_DIR=str(results), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
-               SUITE_DIST_TIMEOUT_MINUTES=str(TIMEOUT_MINUTES), **env)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "suite", *args]
+               SUITE_DIST_TIMEOUT_MINUTES=str(TIMEOUT_MINUTES))
+    program = ["-m", "suite"] if crash_rank_at is None else [str(Path(__file__).with_name("crash_rank.py")),
+                                                               crash_rank_at]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *program, *args]
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -79,7 +83,7 @@ def test_torchrun_two_ranks_gives_complete_records_matching_one_process(tmp_path
 def test_killing_a_rank_stops_the_run_and_a_rerun_resumes(tmp_path, monkeypatch):
     args = ["run", *SMOKE, "--variant", "stoch", "--set", "train.epochs=3", "--no-report"]
     start = time.monotonic()
-    killed = _torchrun(args, tmp_path / "ddp", **{distributed.EXIT_HOOK_ENV: "1:2"})
+    killed = _torchrun(args, tmp_path / "ddp", crash_rank_at="1:2")
     took = time.monotonic() - start
     assert killed.returncode != 0
     assert took < TIMEOUT_MINUTES * 60  # torchrun tears the other rank down: no hang until the timeout
@@ -210,8 +214,8 @@ def test_each_rank_takes_its_slice_of_every_global_batch(monkeypatch):
 
 
 def test_timeout_comes_from_the_environment(monkeypatch):
-    monkeypatch.setenv(distributed.TIMEOUT_ENV, "2.5")
+    monkeypatch.setenv("SUITE_DIST_TIMEOUT_MINUTES", "2.5")
     assert distributed.timeout().total_seconds() == 150
-    monkeypatch.setenv(distributed.TIMEOUT_ENV, "soon")
-    with pytest.raises(UserError, match=distributed.TIMEOUT_ENV):
+    monkeypatch.setenv("SUITE_DIST_TIMEOUT_MINUTES", "soon")
+    with pytest.raises(UserError, match="SUITE_DIST_TIMEOUT_MINUTES"):
         distributed.timeout()

@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from suite.errors import UserError
 from suite.models.mlp import mlp
 from suite.nn import QuantConfig, latent_clip_targets
-from suite.spec import TrainSpec, load_spec, parse_set, reproductions_dir
+from suite.paths import reproductions_dir
+from suite.spec import TrainSpec, load_spec, parse_set
 from suite.train import METHODS
 from suite.train.forward_gradient import ForwardGradient
 
@@ -257,7 +258,8 @@ def test_variant_overrides_make_the_training_settings():
 
 def test_trainer_uses_the_variants_method_and_lr():
     from suite.data import Splits
-    from suite.harness import Run, Trainer
+    from suite.run.plan import Run
+    from suite.run.trainer import Trainer
 
     spec = load_spec(MNIST_SPEC, "smoke")
     x = torch.rand(64, 1, 28, 28)
@@ -273,7 +275,8 @@ def test_trainer_uses_the_variants_method_and_lr():
 @pytest.mark.parametrize("override,message", [
     ("variants.backprop.num_directions=5", r"variants.backprop.num_directions: applies to method 'forward_gradient'"),
     ("variants.fg1.num_directions=0", r"variants.fg1.num_directions: must be at least 1"),
-    ('variants.fg1.direction_distribution="uniform"', r"variants.fg1.direction_distribution: expected 'gaussian'"),
+    ('variants.fg1.direction_distribution="uniform"',
+     r"variants.fg1.direction_distribution: 'uniform' is not one of gaussian"),
     ('variants.fg1.method="forward_gradiant"', r"variants.fg1.method: 'forward_gradiant' is not one of.*did you mean"),
     ("variants.fg1.lr_start=-1", r"variants.fg1.lr_start / train.lr_end: must be positive"),
     ("variants.fg1.orthogonal_directions=1", r"variants.fg1.orthogonal_directions: expected true or false"),

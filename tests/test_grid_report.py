@@ -1,7 +1,8 @@
 """The paper's layout for a two-axis grid spec (DoReFa-Net's Table 1): every cell shows the paper's
 value, ours where a run exists, "diverged" where it diverged, and the row's context columns."""
 
-from suite.report import grid_layout, load_baselines
+from suite.report import load_baselines
+from suite.report.grid import grid_layout
 
 
 def cell(bits, model):

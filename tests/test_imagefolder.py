@@ -12,6 +12,7 @@ import torch.nn as nn
 from suite.data import imagefolder as imf
 from suite.data import in_shape, load_splits
 from suite.data.lazy import LazyImages
+from suite.data.source import locate
 from suite.errors import UserError
 from suite.spec import DataSpec
 from suite.train.backprop import count_wrong
@@ -20,8 +21,8 @@ from suite.train.backprop import count_wrong
 @pytest.fixture
 def cache(monkeypatch, tmp_path):
     monkeypatch.delenv("SUITE_DATA_DIR", raising=False)
-    monkeypatch.setattr("suite.data.mnist.DEFAULT_CACHE", tmp_path / "cache" / "data")
-    return tmp_path / "cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "lowbit-suite"
 
 
 @pytest.fixture
@@ -55,7 +56,7 @@ def test_decode_resizes_the_shorter_side_then_crops_the_centre(tmp_path):
 
 
 def test_load_decodes_once_in_a_fixed_shuffle(folder, cache, monkeypatch):
-    arrays, info = imf.load_imagefolder("full", folder.parent, image_size=24)
+    arrays, info = locate(imf.INFO, "full", folder.parent, image_size=24)
     samples, _ = imf.list_images(folder)
     order = imf._order(60).tolist()
     assert arrays["train_images"].shape == (60, 3, 24, 24) and arrays["train_images"].dtype == torch.uint8
@@ -69,18 +70,18 @@ def test_load_decodes_once_in_a_fixed_shuffle(folder, cache, monkeypatch):
         raise AssertionError("decoded again")
 
     monkeypatch.setattr(imf, "decode", no_decoding)
-    again, _ = imf.load_imagefolder("full", folder.parent, image_size=24)
+    again, _ = locate(imf.INFO, "full", folder.parent, image_size=24)
     assert torch.equal(again["train_images"], arrays["train_images"])
     with pytest.raises(AssertionError, match="decoded again"):  # another size: another cache file
-        imf.load_imagefolder("full", folder.parent, image_size=16)
+        locate(imf.INFO, "full", folder.parent, image_size=16)
 
 
 def test_decoding_stops_at_what_is_needed_and_continues_later(folder, cache):
-    first, _ = imf.load_imagefolder("full", folder.parent, image_size=16, n_train=10, n_test=3)
+    first, _ = locate(imf.INFO, "full", folder.parent, image_size=16, n_train=10, n_test=3)
     assert len(first["train_images"]) == 10 and len(first["test_images"]) == 3
     meta = [json.loads(p.read_text()) for p in (cache / "imagefolder").glob("*.json")]
     assert sorted(m["decoded"] for m in meta) == [3, 10]
-    more, _ = imf.load_imagefolder("full", folder.parent, image_size=16, n_train=40)
+    more, _ = locate(imf.INFO, "full", folder.parent, image_size=16, n_train=40)
     assert len(more["train_images"]) == 40 and torch.equal(more["train_images"][:10], first["train_images"])
 
 
@@ -88,12 +89,12 @@ def test_a_corrupt_image_is_a_user_error_naming_it(folder, cache):
     bad = folder / "train" / "class_001" / "img_0001.jpg"
     bad.write_bytes(b"\xff\xd8 not really a jpeg")
     with pytest.raises(UserError, match="img_0001.jpg: cannot decode the image"):
-        imf.load_imagefolder("full", folder.parent, image_size=16)
+        locate(imf.INFO, "full", folder.parent, image_size=16)
 
 
 def test_missing_imagenet_explains_the_layout(tmp_path, cache):
     with pytest.raises(UserError) as err:
-        imf.load_imagefolder("full", tmp_path / "nowhere", image_size=224)
+        locate(imf.INFO, "full", tmp_path / "nowhere", image_size=224)
     msg = str(err.value)
     assert "train/CLASS/*.JPEG" in msg and str(tmp_path / "nowhere" / "imagenet") in msg and "--data-dir" in msg
     with pytest.raises(UserError, match="data.image_size: required"):

@@ -1,5 +1,5 @@
 """k-bit latent weights (suite/nn/latent.py), their optimizer step (suite/train/latent_optim.py)
-and the storage measurement (suite/storage.py)."""
+and the storage measurement (suite/nn/storage.py)."""
 
 import io
 import math
@@ -13,10 +13,11 @@ import torch.nn.functional as F
 from suite.errors import UserError
 from suite.models.mlp import mlp
 from suite.nn import QuantConfig, weight_memory
-from suite.nn.latent import LatentStorage, latent_layers, pack_codes, unpack_codes
+from suite.nn.latent import LatentStorage, latent_layers
+from suite.nn.storage import run_storage, storage_bytes
 from suite.quant import sign_pm1
+from suite.quant.packing import pack_codes, unpack_codes
 from suite.spec import load_spec
-from suite.storage import run_storage, storage_bytes
 from suite.train.optim import make_optimizer
 
 
@@ -151,7 +152,8 @@ def test_measured_storage_of_float_and_8bit_latent_weights_with_sgd_and_adam():
     assert got[32, "sgd"]["latent_weight_bytes"] == 4 * latent_count
     assert got[8, "sgd"]["latent_weight_bytes"] == latent_count + 2 * 4  # codes + one float32 scale per layer
     assert got[32, "sgd"]["optimizer_state_bytes"] == got[8, "sgd"]["optimizer_state_bytes"] == 0
-    # Adam: two float32 moments per weight, latent or not (the seed's point), plus 4-byte step counts
+    # Adam: two float32 moments per weight, latent or not (the point of the project notes "Something
+    # about softweight"), plus 4-byte step counts
     assert got[8, "adam"]["optimizer_state_bytes"] == got[32, "adam"]["optimizer_state_bytes"]
     assert got[8, "adam"]["optimizer_state_bytes"] >= 8 * latent_count
     saved = got[32, "adam"]["weight_storage_bytes"] - got[8, "adam"]["weight_storage_bytes"]

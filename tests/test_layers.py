@@ -7,8 +7,15 @@ import torch
 import torch.nn.functional as F
 
 from suite.models.mlp import mlp
-from suite.nn import QuantConfig, QuantConv2d, QuantLinear, clip_latent_weights, latent_clip_targets, weight_memory
-from suite.nn.layers import glorot_lr_scale
+from suite.nn import (
+    QuantConfig,
+    QuantConv2d,
+    QuantLinear,
+    clip_latent_weights,
+    glorot_lr_scale,
+    latent_clip_targets,
+    weight_memory,
+)
 from suite.quant import BinaryConnect, sign_pm1
 from suite.train.optim import param_groups
 

@@ -10,7 +10,7 @@ from suite.errors import UserError
 from suite.quant import QUANTIZERS, build_quantizer, parse_quantizer, register
 
 NAMES = {"identity", "binaryconnect", "bnn_sign", "xnor_weight", "xnor_input", "dorefa_weight",
-         "dorefa_activation", "dorefa_gradient", "ternary", "stochastic_round"}
+         "dorefa_activation", "dorefa_gradient", "ternary", "stochastic_round", "hwgq"}
 
 
 def test_names_are_stable():
@@ -47,7 +47,8 @@ def test_register_needs_a_name_and_roles():
 
 
 DETERMINISTIC = ["identity", "binaryconnect", "bnn_sign", "xnor_weight", "xnor_input", "dorefa_weight(bits=1)",
-                 "dorefa_weight(bits=3)", "dorefa_activation(bits=2)", "ternary", "stochastic_round(bits=3)"]
+                 "dorefa_weight(bits=3)", "dorefa_activation(bits=2)", "ternary", "stochastic_round(bits=3)",
+                 "hwgq(bits=2)", 'hwgq(bits=3, backward="log_tailed")']
 
 
 @pytest.mark.parametrize("ref", DETERMINISTIC)

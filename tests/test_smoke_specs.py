@@ -5,7 +5,7 @@ import json
 import pytest
 
 from suite.cli import main
-from suite.spec import reproductions_dir
+from suite.paths import reproductions_dir
 
 SPECS = sorted(p.stem for p in reproductions_dir().glob("*.toml"))
 
@@ -45,7 +45,8 @@ def test_rerun_adds_records_and_never_overwrites(results):
     assert len(records) == 2
     table = (results / "binaryconnect-mnist.smoke.md").read_text()
     row = next(line for line in table.splitlines() if line.startswith("| BinaryConnect deterministic"))
-    assert "2" in [c.strip() for c in row.split("|")]  # n = 2 runs of the same configuration
+    assert "1" in [c.strip() for c in row.split("|")]  # n counts distinct seeds: the same seed twice is one
+    assert "det: 2 records of seed 1; one counts" in table
     assert "train.epochs=1" in table  # overrides are shown
 
 
@@ -61,3 +62,10 @@ def test_summary_command_reports_32x_for_binary_weights(capsys):
     assert main(["summary", "binaryconnect-mnist", "--variant", "det"]) == 0
     out = capsys.readouterr().out
     assert "quantized layers' weights 32.0x less" in out and "binary-weight" in out
+
+
+def test_summary_builds_each_variants_own_model(capsys):
+    # dorefa-svhn's cells differ by model (the paper's models A and D): each summary is its own model's
+    assert main(["summary", "dorefa-svhn", "--variant", "W1A1G32.A", "--variant", "W1A1G32.D"]) == 0
+    totals = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| **total**")]
+    assert len(totals) == 2 and totals[0] != totals[1]

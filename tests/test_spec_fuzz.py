@@ -9,7 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from suite.errors import UserError
-from suite.spec import PROFILES, load_spec, parse_set, reproductions_dir
+from suite.paths import reproductions_dir
+from suite.spec import PROFILES, load_spec, parse_set
 
 BASE_PATH = reproductions_dir() / "binaryconnect-mnist.toml"
 BASE = tomllib.loads(BASE_PATH.read_text())

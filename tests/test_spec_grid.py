@@ -6,9 +6,8 @@ import pytest
 import torch.nn as nn
 
 from suite.errors import UserError
-from suite.harness import quant_config
 from suite.models import build_model
-from suite.nn.layers import QuantConfig, QuantLinear
+from suite.nn import QuantConfig, QuantLinear
 from suite.spec import load_spec
 
 BASE = """
@@ -68,7 +67,7 @@ def test_grid_expands_to_named_cells_after_explicit_variants(tmp_path):
 def test_grid_cells_build_their_own_models(tmp_path):
     spec = load_spec(write(tmp_path, GRID), "smoke")
     cell = spec.variant("b1.small")
-    model = build_model(spec.model_for(cell), num_classes=10, in_shape=(1, 28, 28), quant=quant_config(cell))
+    model = build_model(spec.model_for(cell), num_classes=10, in_shape=(1, 28, 28), quant=cell.quant_config())
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
     assert [m.out_features for m in linears] == [4, 10]
     # float_layers = first and last: with one hidden layer both linears are float

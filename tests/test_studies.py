@@ -8,7 +8,8 @@ import torch
 
 from suite.cli import main
 from suite.errors import UserError
-from suite.spec import PROFILES, load_spec, reproductions_dir
+from suite.paths import reproductions_dir
+from suite.spec import PROFILES, load_spec
 from suite.studies import gradient_fidelity as gf
 from suite.studies import quantization_error as qe
 
@@ -79,17 +80,8 @@ def test_smoke_profiles_run_through_the_cli_and_render(results):
 # --- quantization error -------------------------------------------------------------------
 
 def _qe_run(**params):
-    from types import SimpleNamespace
-
-    import suite.studies
-
     p = qe.Params(length=256, outputs=64, samples=256, **params)
-    original = suite.studies.params_for
-    suite.studies.params_for = lambda spec, variant: p
-    try:
-        return qe.run(SimpleNamespace(name="qe"), SimpleNamespace(name="v"), 0, torch.device("cpu"), False)
-    finally:
-        suite.studies.params_for = original
+    return qe.run(p, 0, torch.device("cpu"), False, "qe")
 
 
 def test_float_weights_and_inputs_give_cosine_one():
@@ -143,7 +135,7 @@ def test_nes_converges_to_the_gradient_on_a_smooth_function():
 
 def test_stochastic_rounding_is_the_seeds_relaxed_bernoulli_and_unbiased():
     # sign(sigmoid((logit p + logit v) / T) - 1/2) = sign(p + v - 1) = sign((2p - 1) / 2 + u), u = v - 1/2:
-    # the seed's temperature T has no effect after the sign.
+    # the experiment log's temperature T has no effect after the sign.
     p, v = torch.rand(10000, dtype=torch.float64), torch.rand(10000, dtype=torch.float64)
     for t in (0.1, 1.0, 10.0):
         relaxed = torch.sigmoid((torch.logit(p) + torch.logit(v)) / t)

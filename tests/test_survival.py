@@ -77,7 +77,8 @@ out = Path(sys.argv[1])
 big = ["x" * 1000] * 4000  # about 4 MB per record: a write takes long enough to be cut
 i = 0
 while True:
-    rec = {"schema": 1, "run_id": f"r{i:06d}", "status": "completed", "spec": {}, "variant": "det",
+    spec = {"name": "s", "profile": "p", "scaled_down": True, "config_hash": "c", "resolved": {}}
+    rec = {"schema": 1, "run_id": f"r{i:06d}", "status": "interrupted", "spec": spec, "variant": "det",
            "seed": i, "epochs": [], "summary": {}, "provenance": {}, "padding": big}
     write_record(record_path(out, "s", "p", "det", i, f"r{i:06d}"), rec)
     i += 1

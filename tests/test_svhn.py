@@ -9,6 +9,7 @@ import torch
 
 from suite.data import in_shape, load_splits
 from suite.data import svhn as sv
+from suite.data.source import locate
 from suite.errors import UserError
 from suite.spec import DataSpec
 
@@ -16,8 +17,8 @@ from suite.spec import DataSpec
 @pytest.fixture
 def cache(monkeypatch, tmp_path):
     monkeypatch.delenv("SUITE_DATA_DIR", raising=False)
-    monkeypatch.setattr("suite.data.mnist.DEFAULT_CACHE", tmp_path / "cache" / "data")
-    return tmp_path / "cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "lowbit-suite"
 
 
 def test_synthetic_files_have_the_real_layout(tmp_path):
@@ -47,7 +48,7 @@ def test_reader_matches_torchvision(tmp_path, monkeypatch):
 @pytest.mark.parametrize("sub", ["svhn", "SVHN", ""])
 def test_full_source_reads_the_folder(tmp_path, cache, sub):
     sv.write_synthetic(tmp_path / sub, n_train=60, n_test=30)
-    arrays, info = sv.load_svhn("full", tmp_path, download=False)
+    arrays, info = locate(sv.INFO, "full", tmp_path, download=False)
     assert arrays["train_images"].shape == (60, 3, 32, 32) and arrays["train_images"].dtype == torch.uint8
     assert arrays["test_labels"].shape == (30,) and arrays["test_labels"].dtype == torch.int64
     assert 0 <= arrays["train_labels"].min() and arrays["train_labels"].max() <= 9
@@ -56,25 +57,25 @@ def test_full_source_reads_the_folder(tmp_path, cache, sub):
 
 def test_extra_is_used_only_when_asked(tmp_path, cache):
     sv.write_synthetic(tmp_path, n_train=60, n_test=30, n_extra=25)
-    assert len(sv.load_svhn("full", tmp_path, download=False)[0]["train_images"]) == 60
-    arrays, info = sv.load_svhn("full", tmp_path, download=False, include_extra=True)
+    assert len(locate(sv.INFO, "full", tmp_path, download=False)[0]["train_images"]) == 60
+    arrays, info = locate(sv.INFO, "full", tmp_path, download=False, include_extra=True)
     assert len(arrays["train_images"]) == 85 and "extra_32x32.mat" in info["training_files"]
 
 
 def test_missing_svhn_names_the_files_and_how_to_get_them(tmp_path, cache):
     with pytest.raises(UserError) as err:
-        sv.load_svhn("full", tmp_path / "nowhere", download=False)
+        locate(sv.INFO, "full", tmp_path / "nowhere", download=False)
     msg = str(err.value)
     assert "train_32x32.mat" in msg and "test_32x32.mat" in msg and str(tmp_path / "nowhere" / "svhn") in msg
     assert "--data-dir" in msg and "download=True" in msg and "\n" not in msg
 
 
 def test_auto_falls_back_to_a_cached_synthetic_folder(tmp_path, cache, capsys):
-    arrays, info = sv.load_svhn("auto", tmp_path / "nowhere", download=False)
+    arrays, info = locate(sv.INFO, "auto", tmp_path / "nowhere", download=False)
     assert info["source"] == "synthetic" and "SYNTHETIC" in capsys.readouterr().err
     folder = cache / "synthetic" / f"svhn-v{sv.SYNTHETIC_VERSION}"
     stamp = (folder / "train_32x32.mat").stat().st_mtime_ns
-    again, _ = sv.load_svhn("synthetic")
+    again, _ = locate(sv.INFO, "synthetic")
     assert (folder / "train_32x32.mat").stat().st_mtime_ns == stamp  # written once, then reused
     assert torch.equal(again["train_images"], arrays["train_images"])
     assert len(arrays["train_labels"].unique()) == 10

@@ -15,8 +15,8 @@ from suite.spec import DataSpec
 def cache(monkeypatch, tmp_path):
     """Every cache (ZCA, synthetic data) in a fresh folder; no data found on disk."""
     monkeypatch.delenv("SUITE_DATA_DIR", raising=False)
-    monkeypatch.setattr("suite.data.mnist.DEFAULT_CACHE", tmp_path / "cache" / "data")
-    return tmp_path / "cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "lowbit-suite"
 
 
 def pylearn2_zca(x: np.ndarray, filter_bias: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
@@ -91,8 +91,9 @@ def test_gcn_zca_through_load_splits_fits_on_the_training_split(cache):
     # fitted on the training split: its whitened features have zero mean, the others' need not
     assert splits.train_x.reshape(300, -1).mean(0).abs().max() < 1e-3
     assert splits.val_x.reshape(100, -1).mean(0).abs().max() > 1e-3
-    from suite.data.cifar10 import load_cifar10
+    from suite.data.cifar10 import INFO
+    from suite.data.source import locate
 
-    arrays, _ = load_cifar10("synthetic")
+    arrays, _ = locate(INFO, "synthetic")
     zca, _ = wh.fitted_zca(arrays["train_images"][:300])  # the same key: from the cache
     assert torch.allclose(splits.test_x, wh.gcn_zca(arrays["test_images"][:200], zca))

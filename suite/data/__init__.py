@@ -12,31 +12,21 @@ from dataclasses import dataclass, field
 
 import torch
 
-from suite.data.cifar10 import TEST_FILES as CIFAR10_TEST_FILES
-from suite.data.cifar10 import load_cifar10
-from suite.data.imagefolder import load_imagefolder
+from suite.data import cifar10, imagefolder, mnist, svhn
 from suite.data.lazy import LazyImages
-from suite.data.mnist import load_mnist
-from suite.data.svhn import load_svhn
+from suite.data.source import DatasetInfo, locate
 from suite.data.whitening import fitted_zca, gcn_zca
 from suite.errors import UserError
 
-# name -> loader(source, data_dir, download[, test_set]) -> (arrays, info); arrays: uint8 images
-# (N x H x W or N x C x H x W) and int64 labels under train_/test_images, train_/test_labels.
-DATASETS = {"mnist": load_mnist, "cifar10": load_cifar10, "svhn": load_svhn, "imagenet": load_imagefolder}
-NUM_CLASSES = {"mnist": 10, "cifar10": 10, "svhn": 10, "imagenet": 1000}
-# after preprocessing: C x H x W; None: set by data.image_size alone (see in_shape)
-IN_SHAPES = {"mnist": (1, 28, 28), "cifar10": (3, 32, 32), "svhn": (3, 32, 32), "imagenet": None}
-SOURCES = {"mnist": ("auto", "full", "embedded"), "cifar10": ("auto", "full", "synthetic"),
-           "svhn": ("auto", "full", "synthetic"), "imagenet": ("auto", "full", "synthetic")}
-TEST_SETS = {"mnist": ("standard",), "cifar10": tuple(CIFAR10_TEST_FILES), "svhn": ("standard",),
-             "imagenet": ("standard",)}
+# data.dataset name -> its DatasetInfo (suite/data/source.py): classes, shape, where it comes from.
+# To add a dataset: a module with a reader and an INFO, registered here.
+DATASETS: dict[str, DatasetInfo] = {"mnist": mnist.INFO, "cifar10": cifar10.INFO, "svhn": svhn.INFO,
+                                    "imagenet": imagefolder.INFO}
+NUM_CLASSES = {name: d.num_classes for name, d in DATASETS.items()}
+SOURCES = {name: d.sources for name, d in DATASETS.items()}
+TEST_SETS = {name: d.test_sets for name, d in DATASETS.items()}
 # gcn_zca: BinaryConnect's CIFAR-10 preprocessing (suite/data/whitening.py), fitted on the training split
 PREPROCESSING = ("pm1", "unit", "standardize", "gcn_zca")
-# Datasets read as image folders: decoded once to a uint8 cache, kept on the host (LazyImages).
-_IMAGE_FOLDERS = ("imagenet",)
-# Datasets whose tables report top-5 error beside top-1 (test_error_top5 in each epoch's record).
-TOP5 = ("imagenet",)
 _STATS_SAMPLE = 10000  # standardize on an image folder: statistics of its first (shuffled) training images
 # Sources smaller than the full set: the spec's sizes are scaled down to what they hold.
 _SMALL_SOURCES = ("embedded subset", "synthetic")
@@ -74,7 +64,7 @@ class Splits:
 
 def in_shape(data_spec) -> tuple[int, ...]:
     """C x H x W of the model's input: the dataset's, or image_size x image_size when set."""
-    shape, size = IN_SHAPES[data_spec.dataset], data_spec.image_size
+    shape, size = DATASETS[data_spec.dataset].in_shape, data_spec.image_size
     if size is None:
         if shape is None:
             raise UserError(f"data.image_size: required for dataset {data_spec.dataset!r} (e.g. 224)")
@@ -138,12 +128,12 @@ def load_splits(data_spec, data_dir=None, download: bool = True) -> Splits:
     split alone. `data.image_size` resizes in-memory images once (bilinear, e.g. DoReFa-Net's
     40 x 40 SVHN) and sets an image folder's decoded size.
     """
-    name = data_spec.dataset
-    options = {"test_set": data_spec.test_set} if len(TEST_SETS[name]) > 1 else {}
-    if name in _IMAGE_FOLDERS:  # decode only the images the splits use (the first ones of a fixed shuffle)
+    name, dataset = data_spec.dataset, DATASETS[data_spec.dataset]
+    options = {"test_set": data_spec.test_set} if len(dataset.test_sets) > 1 else {}
+    if dataset.image_folder:  # decode only the images the splits use (the first ones of a fixed shuffle)
         options.update(image_size=in_shape(data_spec)[1], n_train=data_spec.train_size + data_spec.val_size,
                        n_test=data_spec.test_size)
-    arrays, info = DATASETS[name](data_spec.source, data_dir, download, **options)
+    arrays, info = locate(dataset, data_spec.source, data_dir, download, **options)
     n_avail = len(arrays["train_images"])
     n_train, n_val = data_spec.train_size, data_spec.val_size
     n_test = data_spec.test_size or len(arrays["test_images"])
@@ -163,7 +153,7 @@ def load_splits(data_spec, data_dir=None, download: bool = True) -> Splits:
         raise UserError(f"data.test_size = {n_test}: the test file {info.get('test_file')} is grouped by class, "
                         "so its first images are not a sample of the test set; leave data.test_size unset")
     # an image folder's loader returns only the images used: it says how many there are
-    folder, whole_test = name in _IMAGE_FOLDERS, n_test == info.get("test_images_total", len(arrays["test_images"]))
+    folder, whole_test = dataset.image_folder, n_test == info.get("test_images_total", len(arrays["test_images"]))
     size = data_spec.image_size
     if size is not None and not folder and in_shape(data_spec)[1:] != arrays["train_images"].shape[-2:]:
         arrays = dict(arrays, train_images=resize_images(arrays["train_images"][: n_train + n_val], size),
@@ -185,7 +175,7 @@ def load_splits(data_spec, data_dir=None, download: bool = True) -> Splits:
         splits = Splits(LazyImages(images[:n_train], transform), y[:n_train],
                         LazyImages(images[n_train:n_train + n_val], transform), y[n_train:],
                         LazyImages(arrays["test_images"][:n_test], transform), test_y,
-                        info.get("num_classes", NUM_CLASSES[name]), top5=name in TOP5)
+                        info.get("num_classes", NUM_CLASSES[name]), top5=dataset.top5)
     elif data_spec.preprocessing == "gcn_zca":
         zca, about = fitted_zca(arrays["train_images"][:n_train])
         info = dict(info, whitening=dict(about, method="GCN (scale 55) + ZCA (filter_bias 0.1), pylearn2's"))
@@ -204,7 +194,7 @@ def load_splits(data_spec, data_dir=None, download: bool = True) -> Splits:
         splits.info = info
         return splits
     return Splits(x[:n_train], y[:n_train], x[n_train:], y[n_train:], test_x, test_y, NUM_CLASSES[name], info,
-                  top5=name in TOP5)
+                  top5=dataset.top5)
 
 
 def resize_images(images: torch.Tensor, size: int) -> torch.Tensor:

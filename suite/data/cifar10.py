@@ -5,22 +5,24 @@ Layout (``cifar-10-batches-py/``): ``data_batch_1`` .. ``data_batch_5``, ``batch
 ``test_batch``; each batch unpickles (``encoding="latin1"``) to a dict with ``data`` (uint8
 N x 3072: the R, G, B planes of a 32 x 32 image, row-major) and ``labels``. The test set is
 selectable (``data.test_set``): the standard ``test_batch``, or one of the partial test files
-of ``../shared/data/cifar-10-test-partial/`` (``test_batch_exact_first1000``: test images
-0-999, exact; ``test_batch_mixed_jpeg_q75``: all 10000 test images grouped by class, 9000 of
-them decoded from JPEG q75, a ``lossless`` key marking the exact ones). Every table says which.
+in ``cifar-10-test-partial/``, beside or inside the batches' folder
+(``test_batch_exact_first1000``: test images 0-999, exact; ``test_batch_mixed_jpeg_q75``: all
+10000 test images grouped by class, 9000 of them decoded from JPEG q75, a ``lossless`` key
+marking the exact ones). Every table says which.
 
-``data.source = "full"``: found on disk (--data-dir, $SUITE_DATA_DIR, the cache) or downloaded by
-torchvision, else an error naming the files. With ``"synthetic"``, or ``"auto"`` when no copy is on
-disk (``auto`` never downloads 170 MB by itself), a small synthetic set is written in the same
-layout to a temporary folder and read back by the same reader: it tests the pipeline, never a
-result, and tables say so in capitals.
+Found or downloaded by the data source policy (suite/data/source.py; ``auto`` never downloads
+170 MB by itself). Its stand-in (``"synthetic"``, or ``"auto"`` when no copy is on disk) is a small
+synthetic set written in the same layout to a temporary folder and read back by the same reader:
+it tests the pipeline, never a result, and tables say so in capitals.
+
+The batches are pickles, which can run code when loaded: they are read with an unpickler that
+accepts only what the standard layout holds (numpy arrays, lists, numbers, strings).
 """
 
 from __future__ import annotations
 
-import os
+import io
 import pickle
-import sys
 import tempfile
 from pathlib import Path
 
@@ -28,8 +30,9 @@ import numpy as np
 import torch
 
 from suite.data.download import try_download
-from suite.data.mnist import candidate_roots
+from suite.data.source import DatasetInfo
 from suite.errors import UserError
+from suite.paths import portable_path
 
 FOLDER = "cifar-10-batches-py"
 PARTIAL_FOLDER = "cifar-10-test-partial"
@@ -45,26 +48,49 @@ TEST_FILES = {
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
+# The only globals a standard batch refers to: numpy's array reconstruction (numpy 1 and 2 names).
+_ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+            ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+            ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar")}
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    """An unpickler that builds only plain data and numpy arrays: a planted pickle cannot run code."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in _ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refused {module}.{name}: not part of a CIFAR-10 batch")
+
+
 def read_batch(path: Path) -> dict[str, torch.Tensor]:
     """One pickled batch -> images (uint8 N x 3 x 32 x 32), labels (int64) and, where the file
     has it, ``lossless`` (bool: the image is exact, not JPEG-decoded)."""
     try:
-        with open(path, "rb") as f:
-            entry = pickle.load(f, encoding="latin1")
-    except (OSError, pickle.UnpicklingError, EOFError, ValueError) as e:
-        raise UserError(f"{path}: cannot read a CIFAR-10 batch ({type(e).__name__}: {e})") from None
+        entry = _BatchUnpickler(io.BytesIO(Path(path).read_bytes()), encoding="latin1").load()
+    except (OSError, pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError,
+            KeyError, RecursionError, MemoryError) as e:
+        raise UserError(f"{path}: cannot read a CIFAR-10 batch ({type(e).__name__}: {str(e)[:200]})") from None
     if not isinstance(entry, dict) or "data" not in entry or "labels" not in entry:
         keys = sorted(entry) if isinstance(entry, dict) else type(entry).__name__
         raise UserError(f"{path}: not a CIFAR-10 batch (expected keys 'data' and 'labels', found {keys})")
     data = np.asarray(entry["data"])
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
         raise UserError(f"{path}: 'data' must be uint8 N x 3072, got {data.dtype} {data.shape}")
-    labels = np.asarray(entry["labels"], dtype=np.int64)
-    if labels.shape != (len(data),) or (len(labels) and not 0 <= labels.min() <= labels.max() <= 9):
+    try:
+        labels = np.asarray(entry["labels"])
+        ok = labels.dtype.kind in "iu" or (labels.dtype == object and all(isinstance(v, int) for v in labels.flat))
+        labels = labels.astype(np.int64) if ok else None
+    except (TypeError, ValueError, OverflowError):
+        labels = None
+    if labels is None or labels.shape != (len(data),) or (len(labels) and not 0 <= labels.min() <= labels.max() <= 9):
         raise UserError(f"{path}: 'labels' must be {len(data)} integers in 0..9")
     out = {"images": torch.from_numpy(data.reshape(-1, 3, 32, 32).copy()), "labels": torch.from_numpy(labels)}
     if "lossless" in entry:
-        out["lossless"] = torch.as_tensor(np.asarray(entry["lossless"], dtype=bool))
+        lossless = np.asarray(entry["lossless"])
+        if lossless.shape != (len(data),) or lossless.dtype.kind not in "biu":
+            raise UserError(f"{path}: 'lossless' must be {len(data)} flags (0/1)")
+        out["lossless"] = torch.as_tensor(lossless.astype(bool))
     return out
 
 
@@ -108,7 +134,7 @@ def _read_folder(folder: Path, test_set: str, check_md5: bool = True) -> tuple[d
         raise UserError(f"CIFAR-10 test set {test_set!r}: file {name} not found in {folder}, "
                         f"{folder.parent / PARTIAL_FOLDER} or {folder / PARTIAL_FOLDER}"
                         + ("; data.test_set = \"exact_first1000\" or \"mixed_jpeg_q75\" selects the partial "
-                           "test files of ../shared/data" if test_set == "standard" else ""))
+                           "test files (cifar-10-test-partial/)" if test_set == "standard" else ""))
     genuine = (check_md5 and folder.name == FOLDER and (folder / "test_batch").exists()
                and (folder / META).exists() and _torchvision_passes(folder))
     if genuine:
@@ -124,7 +150,7 @@ def _read_folder(folder: Path, test_set: str, check_md5: bool = True) -> tuple[d
               "test_images": test["images"], "test_labels": test["labels"]}
     if "lossless" in test:
         arrays["test_lossless"] = test["lossless"]
-    info = {"source": "full", "path": str(folder), "test_file": str(test_file), "reader": reader,
+    info = {"test_file": portable_path(test_file, folder.parent), "reader": reader,
             "test_set": TEST_FILES[test_set][1]}
     if "lossless" in test:
         info["test_lossless"] = int(test["lossless"].sum())
@@ -182,30 +208,20 @@ def write_synthetic(folder: Path, per_batch: int = 400, n_test: int = 1000, file
     return out
 
 
-def _synthetic() -> tuple[dict, dict]:
+def _synthetic(test_set: str = "standard") -> tuple[dict, dict]:
     with tempfile.TemporaryDirectory(prefix="cifar10-synthetic-") as tmp:
         arrays, _ = _read_folder(write_synthetic(Path(tmp)), "standard", check_md5=False)
     return arrays, {"source": "synthetic", "path": "generated (suite.data.cifar10.write_synthetic)",
-                    "test_set": "synthetic test batch"}
+                    "root": "package", "test_set": "synthetic test batch"}
 
 
-def load_cifar10(source: str, data_dir=None, download: bool = True, test_set: str = "standard") -> tuple[dict, dict]:
-    """The CIFAR-10 arrays (uint8 images N x 3 x 32 x 32, int64 labels) and where they came from."""
+def _check_test_set(test_set: str) -> str:
     if test_set not in TEST_FILES:
         raise UserError(f"data.test_set: {test_set!r} is not one of {', '.join(TEST_FILES)}")
-    if source == "synthetic":
-        return _synthetic()
-    roots = candidate_roots(data_dir)
-    for root in roots:
-        folder = _find_folder(root)
-        if folder is not None:
-            return _read_folder(folder, test_set)
-    if source == "full":  # "auto" never downloads 170 MB on its own: it falls back to synthetic data
-        if download and not os.environ.get("SUITE_OFFLINE"):
-            folder = _download(roots[0])
-            if folder is not None:
-                return _read_folder(folder, test_set)
-        raise UserError(missing_message(roots))
-    print("note: CIFAR-10 not found; using SYNTHETIC data (labelled so in tables). " + missing_message(roots),
-          file=sys.stderr)
-    return _synthetic()
+    return test_set
+
+
+INFO = DatasetInfo(name="CIFAR-10", num_classes=10, in_shape=(3, 32, 32), find=_find_folder,
+                   read=lambda folder, test_set="standard": _read_folder(folder, _check_test_set(test_set)),
+                   stand_in="synthetic", read_stand_in=_synthetic, missing=missing_message,
+                   download=lambda root, test_set="standard": _download(root), test_sets=tuple(TEST_FILES))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gzip
+import math
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +22,7 @@ def read_idx(path: Path, expect_ndim: int) -> torch.Tensor:
     try:
         with opener(path, "rb") as f:
             raw = f.read()
-    except (OSError, EOFError) as e:  # gzip raises these on truncated or non-gzip data
+    except (OSError, EOFError, zlib.error) as e:  # gzip raises these on truncated or corrupt data
         raise UserError(f"{path}: cannot read ({e}); the file is damaged or incomplete: "
                         "delete it and get it again") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
@@ -33,7 +35,7 @@ def read_idx(path: Path, expect_ndim: int) -> torch.Tensor:
     if len(raw) < header:
         raise UserError(f"{path}: truncated IDX header")
     shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(expect_ndim))
-    expected = header + int(np.prod(shape))
+    expected = header + math.prod(shape)  # Python integers: a forged header cannot overflow
     if len(raw) != expected:
         raise UserError(f"{path}: truncated or padded: {len(raw)} bytes, the header {shape} needs "
                         f"{expected}; delete it and get it again")

@@ -5,8 +5,8 @@ validation images sorted into class folders, as torchvision's ImageFolder and th
 reimplementations read them); classes are the sorted folder names of ``train/``, files are
 listed by torchvision's ``make_dataset``. ROOT is looked for as ``DIR/imagenet``,
 ``DIR/ImageNet``, ``DIR/ILSVRC2012`` or ``DIR`` itself, DIR being --data-dir, $SUITE_DATA_DIR
-or the cache. The test set is ``val/`` (the papers report ImageNet validation error); the
-spec's validation split comes from ``train/``.
+or the cache (the data source policy, suite/data/source.py). The test set is ``val/`` (the papers
+report ImageNet validation error); the spec's validation split comes from ``train/``.
 
 Decoding happens once: each image is read with PIL (as RGB), its shorter side resized
 to S = ``data.image_size`` (bilinear, antialiased) and centre-cropped to S x S, and written into a
@@ -20,6 +20,7 @@ on the device (`suite.data.lazy`). No augmentation: every epoch sees the same ce
 ``data.source``: ``full`` (found, else an error naming the layout: ImageNet cannot be downloaded
 automatically), ``auto`` (found, else SYNTHETIC), ``synthetic`` (a small generated ImageFolder
 of JPEG and PNG files of several sizes, written once to the cache and read by the same path).
+Cached files are named in records relative to the cache folder.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ import hashlib
 import json
 import os
 import shutil
-import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -38,9 +38,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from suite.data import mnist
-from suite.data.mnist import candidate_roots
+from suite.data.source import DatasetInfo, cache_folder
 from suite.errors import UserError
+from suite.paths import portable_path
 
 SUBFOLDERS = ("imagenet", "ImageNet", "ILSVRC2012")
 ORDER_SEED = 0  # the fixed shuffle of each split's images (part of the cache key)
@@ -90,7 +90,7 @@ def decode(path: str, size: int) -> torch.Tensor:
 
 
 def cache_dir() -> Path:
-    return mnist.DEFAULT_CACHE.parent / "imagefolder"
+    return cache_folder("imagefolder")
 
 
 def _cache_key(root: Path, split: str, files: list[str], size: int) -> str:
@@ -188,7 +188,7 @@ def write_synthetic(root: Path, n_classes: int = 10, train_per_class: int = 40, 
 
 def synthetic_folder() -> Path:
     """The cached synthetic ImageFolder (written once, atomically, under the user cache)."""
-    folder = mnist.DEFAULT_CACHE.parent / "synthetic" / f"imagefolder-v{SYNTHETIC_VERSION}"
+    folder = cache_folder("synthetic") / f"imagefolder-v{SYNTHETIC_VERSION}"
     if find_root(folder) is None:
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".imagefolder-"))
@@ -216,7 +216,7 @@ def _order(n: int) -> torch.Tensor:
 def _read_root(root: Path, image_size: int, n_train: int | None, n_test: int | None,
                progress: bool = True) -> tuple[dict, dict]:
     samples, classes = list_images(root)
-    arrays, info = {}, {"path": str(root), "num_classes": len(classes), "image_size": image_size}
+    arrays, info = {}, {"num_classes": len(classes), "image_size": image_size}
     for split, key, needed in (("train", "train", n_train), ("val", "test", n_test)):
         order = _order(len(samples[split]))
         files = [samples[split][i][0] for i in order.tolist()]
@@ -225,31 +225,27 @@ def _read_root(root: Path, image_size: int, n_train: int | None, n_test: int | N
         images, cache_file = decoded_images(root, split, files, image_size, count, progress)
         arrays[f"{key}_images"], arrays[f"{key}_labels"] = images, labels[:count]
         info[f"{split}_images_in_folder"] = len(files)
-        info[f"{split}_cache"] = str(cache_file)
+        info[f"{split}_cache"] = portable_path(cache_file, cache_dir())
     info["test_images_total"] = info["val_images_in_folder"]
     info["test_set"] = (f"{root.name}/val ({info['val_images_in_folder']} images in a fixed shuffled order, "
                         f"shorter side resized to {image_size}, centre crop)")
     return arrays, info
 
 
-def load_imagefolder(source: str, data_dir=None, download: bool = True, image_size: int | None = None,
-                     n_train: int | None = None, n_test: int | None = None) -> tuple[dict, dict]:
-    """The images (uint8 N x 3 x S x S over the decoded cache, in the fixed shuffled order) and
-    labels of train/ and val/, the first `n_train` / `n_test` of each (None: all)."""
+def _read(root: Path, image_size: int | None = None, n_train: int | None = None,
+          n_test: int | None = None) -> tuple[dict, dict]:
     if image_size is None:
         raise UserError("data.image_size: required for an ImageFolder data set (e.g. 224)")
-    if source == "synthetic":
-        arrays, info = _read_root(synthetic_folder(), image_size, n_train, n_test)
-        return arrays, dict(info, source="synthetic", path=f"generated (suite.data.imagefolder.write_synthetic) "
-                                                           f"in {info['path']}", test_set="synthetic val/ images")
-    roots = candidate_roots(data_dir)
-    for root in roots:
-        folder = find_root(root)
-        if folder is not None:
-            arrays, info = _read_root(folder, image_size, n_train, n_test)
-            return arrays, dict(info, source="full")
-    if source == "full":
-        raise UserError(missing_message(roots))
-    print("note: ImageNet not found; using SYNTHETIC data (labelled so in tables). " + missing_message(roots),
-          file=sys.stderr)
-    return load_imagefolder("synthetic", data_dir, download, image_size, n_train, n_test)
+    return _read_root(root, image_size, n_train, n_test)
+
+
+def _synthetic(**options) -> tuple[dict, dict]:
+    folder = synthetic_folder()
+    arrays, info = _read(folder, **options)
+    return arrays, dict(info, source="synthetic", root="cache", test_set="synthetic val/ images",
+                        path=f"generated (suite.data.imagefolder.write_synthetic) in synthetic/{folder.name}")
+
+
+INFO = DatasetInfo(name="ImageNet", num_classes=1000, in_shape=None, find=find_root, read=_read,
+                   stand_in="synthetic", read_stand_in=_synthetic, missing=missing_message, top5=True,
+                   image_folder=True)

@@ -1,11 +1,10 @@
-"""MNIST: found on disk (data dir, $SUITE_DATA_DIR, the cache), else torchvision's download,
-else (source = "auto") the small real subset embedded in the package."""
+"""MNIST: the four IDX files, found or downloaded by the data source policy (suite/data/source.py);
+its stand-in is the small real subset embedded in the package (the first 12,000 training and
+2,000 test images)."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
@@ -13,7 +12,9 @@ import torch
 
 from suite.data.download import try_download
 from suite.data.idx import read_idx
+from suite.data.source import DatasetInfo
 from suite.errors import UserError
+from suite.paths import portable_path
 
 FILES = {
     "train_images": "train-images-idx3-ubyte",
@@ -22,16 +23,6 @@ FILES = {
     "test_labels": "t10k-labels-idx1-ubyte",
 }
 EMBEDDED = Path(__file__).resolve().parent / "embedded" / "mnist-subset"
-DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "lowbit-suite" / "data"
-
-
-def candidate_roots(data_dir: str | Path | None) -> list[Path]:
-    """Where MNIST is looked for, in order: --data-dir, $SUITE_DATA_DIR, the download cache."""
-    roots = [Path(data_dir)] if data_dir else []
-    if os.environ.get("SUITE_DATA_DIR"):
-        roots.append(Path(os.environ["SUITE_DATA_DIR"]))
-    roots.append(DEFAULT_CACHE)
-    return roots
 
 
 def _find_raw(root: Path) -> Path | None:
@@ -48,9 +39,16 @@ def _read_folder(folder: Path) -> dict[str, torch.Tensor]:
         path = folder / name if (folder / name).exists() else folder / f"{name}.gz"
         out[key] = read_idx(path, 3 if key.endswith("images") else 1)
     for split in ("train", "test"):
-        if len(out[f"{split}_images"]) != len(out[f"{split}_labels"]):
-            raise UserError(f"{folder}: {split} images and labels differ in count "
-                            f"({len(out[f'{split}_images'])} vs {len(out[f'{split}_labels'])})")
+        images, labels = out[f"{split}_images"], out[f"{split}_labels"]
+        if tuple(images.shape[1:]) != (28, 28):
+            raise UserError(f"{folder / FILES[split + '_images']}: images must be 28 x 28, got "
+                            f"{' x '.join(map(str, images.shape[1:]))}")
+        if len(images) != len(labels):
+            raise UserError(f"{folder}: {split} images and labels differ in count ({len(images)} vs {len(labels)})")
+        if len(labels) and int(labels.max()) > 9:
+            raise UserError(f"{folder / FILES[split + '_labels']}: labels must be digits 0..9, found "
+                            f"{int(labels.max())}")
+        out[f"{split}_labels"] = labels.long()
     return out
 
 
@@ -79,25 +77,11 @@ def missing_message(roots: list[Path]) -> str:
             f"SUITE_DATA_DIR=DIR; or set data.source = \"embedded\" for the small bundled subset.")
 
 
-def load_mnist(source: str, data_dir=None, download: bool = True) -> tuple[dict, dict]:
-    """The four MNIST arrays (uint8 images N x 28 x 28, int64 labels) and where they came from."""
-    if source == "embedded":
-        return _read_folder(EMBEDDED), _embedded_info()
-    roots = candidate_roots(data_dir)
-    for root in roots:
-        folder = _find_raw(root)
-        if folder is not None:
-            return _read_folder(folder), {"source": "full", "path": str(folder)}
-    if download and not os.environ.get("SUITE_OFFLINE"):
-        folder = _download(roots[0])
-        if folder is not None:
-            return _read_folder(folder), {"source": "full", "path": str(folder), "downloaded": True}
-    if source == "full":
-        raise UserError(missing_message(roots))
-    print("note: full MNIST not found; using the embedded subset (labelled so in tables). "
-          + missing_message(roots), file=sys.stderr)
-    return _read_folder(EMBEDDED), _embedded_info()
+def _embedded() -> tuple[dict, dict]:
+    return _read_folder(EMBEDDED), {"source": "embedded subset", "path": portable_path(EMBEDDED, EMBEDDED.parents[2]),
+                                    "root": "package"}
 
 
-def _embedded_info() -> dict:
-    return {"source": "embedded subset", "path": str(EMBEDDED)}
+INFO = DatasetInfo(name="MNIST", num_classes=10, in_shape=(1, 28, 28), find=_find_raw,
+                   read=lambda folder: (_read_folder(folder), {}), stand_in="embedded", read_stand_in=_embedded,
+                   missing=missing_message, download=_download, auto_downloads=True)

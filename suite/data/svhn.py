@@ -12,26 +12,23 @@ pylearn2's ``splitted_train`` (598,388 images: train + extra less 6,000 held out
 pylearn2/datasets/svhn.py) and DoReFa-Net's tensorpack script mixes train and extra
 (svhn-digit-dorefa.py, RandomMixData): specs that train on train alone list that as a deviation.
 
-``data.source = "full"``: found (--data-dir, $SUITE_DATA_DIR, the cache; as ``DIR/svhn/``,
-``DIR/SVHN/`` or ``DIR`` itself) or downloaded by torchvision, else an error naming the files.
-``"auto"``: found on disk, else SYNTHETIC data (never downloads 600 MB by itself).
-``"synthetic"``: digit-like images written once in the real ``.mat`` layout to a cache folder
-(`synthetic_folder`) and read back by the same reader; tables say so in capitals.
+Found (as ``DIR/svhn/``, ``DIR/SVHN/`` or ``DIR`` itself under a data root) or downloaded by the
+data source policy (suite/data/source.py; ``"auto"`` never downloads 600 MB by itself). Its
+stand-in, ``"synthetic"``: digit-like images written once in the real ``.mat`` layout to a cache
+folder (`synthetic_folder`) and read back by the same reader; tables say so in capitals.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from suite.data import mnist
 from suite.data.download import try_download
-from suite.data.mnist import candidate_roots
+from suite.data.source import DatasetInfo, cache_folder
 from suite.errors import UserError
 
 FILES = {"train": "train_32x32.mat", "test": "test_32x32.mat", "extra": "extra_32x32.mat"}
@@ -101,7 +98,7 @@ def _read_folder(folder: Path, include_extra: bool, check_md5: bool = True) -> t
         train = {k: torch.cat([train[k], extra[k]]) for k in ("images", "labels")}
     arrays = {"train_images": train["images"], "train_labels": train["labels"],
               "test_images": test["images"], "test_labels": test["labels"]}
-    info = {"source": "full", "path": str(folder), "reader": reader, "test_set": "SVHN test set (test_32x32.mat)",
+    info = {"reader": reader, "test_set": "SVHN test set (test_32x32.mat)",
             "training_files": "train_32x32.mat + extra_32x32.mat" if include_extra else "train_32x32.mat"}
     return arrays, info
 
@@ -115,7 +112,7 @@ def missing_message(roots: list[Path]) -> str:
             f"data.source = \"synthetic\" runs on generated data (a pipeline test only).")
 
 
-def _download(root: Path, include_extra: bool) -> Path | None:
+def _download(root: Path, include_extra: bool = False) -> Path | None:
     """torchvision's download (md5-checked) into root/svhn; None (after a one-line note) when offline."""
     from torchvision.datasets import SVHN
 
@@ -174,38 +171,23 @@ def write_synthetic(folder: Path, n_train: int = 2400, n_test: int = 800, n_extr
 
 def synthetic_folder() -> Path:
     """The cached synthetic SVHN folder (written on first use, under the user cache)."""
-    folder = mnist.DEFAULT_CACHE.parent / "synthetic" / f"svhn-v{SYNTHETIC_VERSION}"
+    folder = cache_folder("synthetic") / f"svhn-v{SYNTHETIC_VERSION}"
     if _find_folder(folder) is None:
         write_synthetic(folder)
     return folder
 
 
-def _synthetic(include_extra: bool) -> tuple[dict, dict]:
+def _synthetic(include_extra: bool = False) -> tuple[dict, dict]:
     folder = synthetic_folder()
     if include_extra and not (folder / FILES["extra"]).exists():
         write_synthetic(folder)  # same seed: train and test unchanged
         _savemat_atomic(folder / FILES["extra"], np.random.default_rng(1).integers(0, 10, size=800),
                         np.random.default_rng(2))
     arrays, _ = _read_folder(folder, include_extra, check_md5=False)
-    return arrays, {"source": "synthetic", "path": f"generated (suite.data.svhn.write_synthetic) in {folder}",
-                    "test_set": "synthetic test set"}
+    return arrays, {"source": "synthetic", "path": f"generated (suite.data.svhn.write_synthetic) in "
+                    f"synthetic/{folder.name}", "root": "cache", "test_set": "synthetic test set"}
 
 
-def load_svhn(source: str, data_dir=None, download: bool = True, include_extra: bool = False) -> tuple[dict, dict]:
-    """The SVHN arrays (uint8 images N x 3 x 32 x 32, int64 labels 0..9) and where they came from."""
-    if source == "synthetic":
-        return _synthetic(include_extra)
-    roots = candidate_roots(data_dir)
-    for root in roots:
-        folder = _find_folder(root)
-        if folder is not None:
-            return _read_folder(folder, include_extra)
-    if source == "full":  # "auto" never downloads on its own: it falls back to synthetic data
-        if download and not os.environ.get("SUITE_OFFLINE"):
-            folder = _download(roots[0], include_extra)
-            if folder is not None:
-                return _read_folder(folder, include_extra)
-        raise UserError(missing_message(roots))
-    print("note: SVHN not found; using SYNTHETIC data (labelled so in tables). " + missing_message(roots),
-          file=sys.stderr)
-    return _synthetic(include_extra)
+INFO = DatasetInfo(name="SVHN", num_classes=10, in_shape=(3, 32, 32), find=_find_folder,
+                   read=lambda folder, include_extra=False: _read_folder(folder, include_extra), stand_in="synthetic",
+                   read_stand_in=_synthetic, missing=missing_message, download=_download)

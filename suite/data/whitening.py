@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from suite.data import mnist
+from suite.data.source import cache_folder
 
 GCN_SCALE = 55.0  # pylearn2 CIFAR10(gcn=55.)
 MIN_DIVISOR = 1e-8  # pylearn2 global_contrast_normalize's default
@@ -99,7 +99,7 @@ def fit_zca(x: torch.Tensor, filter_bias: float = FILTER_BIAS) -> ZCA:
 
 
 def cache_dir() -> Path:
-    return mnist.DEFAULT_CACHE.parent / "zca"
+    return cache_folder("zca")
 
 
 def _key(train_images: torch.Tensor) -> str:

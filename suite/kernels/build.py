@@ -1,5 +1,5 @@
 """Building and loading the bit-packed kernels' C++ extension (one job; the compiler work itself is
-`suite.cpp_build`, shared with the binary quantizers' fused kernels).
+`suite.extensions`, shared with the suite's other C++ extensions).
 
 One extension holds the four builds of the kernels (isa_portable.cpp, isa_avx2.cpp, isa_avx512bw.cpp,
 isa_avx512.cpp, each compiled for its instruction set by a target pragma; kernels_impl.h is their
@@ -9,11 +9,12 @@ common code) and the bindings (bindings.cpp). Built once per machine, the first 
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import warnings
 from pathlib import Path
 
-from suite import cpp_build
+from suite.extensions import load as load_extension
 
 _HERE = Path(__file__).parent
 SOURCES = [_HERE / name for name in ("bindings.cpp", "isa_portable.cpp", "isa_avx2.cpp", "isa_avx512bw.cpp",
@@ -32,10 +33,10 @@ def _build():
     # dependency files, and its hash through this flag (so that a stale build is never loaded).
     # No fused multiply-add contraction: every build rounds the float epilogue alike. No loop turned
     # into a memcpy call: a 32-lane copy is a few vector stores, the call cost more (measured).
-    digest = cpp_build.sources_digest(HEADERS)
-    return cpp_build.build(NAME, SOURCES, "the bit-packed low-bit kernels",
-                           extra_cflags=(f"-DLOWBIT_HEADERS={digest}", "-ffp-contract=off",
-                                         "-fno-tree-loop-distribute-patterns"))
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in HEADERS)).hexdigest()[:12]
+    return load_extension(NAME, SOURCES, "the bit-packed low-bit kernels",
+                          ["-O3", f"-DLOWBIT_HEADERS={digest}", "-ffp-contract=off",
+                           "-fno-tree-loop-distribute-patterns"], openmp=True)
 
 
 def load():
@@ -48,7 +49,8 @@ def load():
             try:
                 _module = _build()
             except Exception as e:  # no compiler, no Python headers, a failed build: emulate, say why
-                _error = cpp_build.failure_reason(e)
+                lines = [line for line in str(e).strip().splitlines() if line.strip()]
+                _error = f"{type(e).__name__}: {lines[-1] if lines else ''}"[:300]
                 warnings.warn(f"suite: the bit-packed kernels could not be built ({_error}); quantized layers stay "
                               "emulated (float arithmetic on +-1 values: same results, slower)", RuntimeWarning,
                               stacklevel=3)

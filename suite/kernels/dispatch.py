@@ -15,8 +15,8 @@ Forcing a build the CPU lacks is an error (it would die on an illegal instructio
 from __future__ import annotations
 
 import contextlib
-import os
 
+from suite import settings
 from suite.kernels import build
 
 ENV = "SUITE_KERNELS_ISA"
@@ -34,7 +34,7 @@ _supported: tuple[str, ...] | None = None  # the CPU's features do not change
 def _env() -> str:
     global _env_choice, _env_read
     if not _env_read:
-        value = os.environ.get(ENV, "auto").strip().lower() or "auto"
+        value = settings.kernels_isa()
         if value not in ("auto", "off", *ISAS):
             raise ValueError(f"{ENV}={value!r}: expected auto, off, {', '.join(ISAS)}")
         _env_choice, _env_read = value, True

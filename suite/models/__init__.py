@@ -10,6 +10,8 @@ from __future__ import annotations
 import difflib
 import inspect
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import torch.nn as nn
 
@@ -21,6 +23,16 @@ from suite.models.mlp import mlp
 from suite.models.nin import nin
 from suite.models.vgg import vgg
 from suite.nn import QuantConfig
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model to build: a builder name and its keyword arguments (a spec's [model] table)."""
+
+    name: str
+    params: dict[str, Any]
+
+
 
 MODELS: dict[str, Callable[..., nn.Module]] = {"mlp": mlp, "vgg": vgg, "bc_cnn": bc_cnn, "nin": nin,
                                                "alexnet": alexnet, "dorefa_svhn": dorefa_svhn}

@@ -7,6 +7,7 @@ import torch.nn as nn
 
 from suite.kernels.forms import Codes, MaskedSigns, Signs
 from suite.nn import packed
+from suite.quant import packing
 
 # BNN binarizes activations with the next layer's sign input quantizer, so it needs a symmetric
 # nonlinearity before it (hardtanh, or none): sign(ReLU(x)) would be +1 everywhere.
@@ -34,12 +35,38 @@ class QuantizedThenDropped(nn.Module):
         return getattr(self.quantizer, "bits", 32)
 
     def forward(self, x):
-        return self.dropout(self.quantizer(x))
+        q = self.quantizer(x)
+        p = self.dropout.p
+        if not (getattr(self.quantizer, "packed", False) and self.training and 0 < p < 1):
+            return self.dropout(q)
+        out = _DropoutSavingMask.apply(q, p)
+        if getattr(self.quantizer, "bits", 32) == 1:  # +-1 dropped and rescaled: 0 or +-s, codes 0, 1, 2
+            s = torch.ones(()).div_(1 - p).item()  # the float32 factor the mask carries
+            packing.mark(out, 2, s, -s)
+        return out
 
     def output_scale(self, x, layer):
         """The quantizer's output factor (XNOR-Net's K, from the undropped input), if it has one."""
         scale = getattr(self.quantizer, "output_scale", None)
         return scale(x, layer) if scale is not None else None
+
+
+class _DropoutSavingMask(torch.autograd.Function):
+    """torch's CPU dropout, op for op (noise = bernoulli(1 - p) / (1 - p), out = x * noise: the same
+    random draws and values), saving the mask as bool (1 bit under `packing.saving_in_bits`) where
+    torch saves the float noise; the backward rebuilds the noise from it, bit for bit."""
+
+    @staticmethod
+    def forward(ctx, x, p):
+        noise = torch.empty_like(x).bernoulli_(1 - p)
+        ctx.p = p
+        ctx.save_for_backward(noise.bool())
+        return x * noise.div_(1 - p)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (mask,) = ctx.saved_tensors
+        return grad * mask.to(grad.dtype).div_(1 - ctx.p), None
 
 
 def dropout_before(layer: nn.Module, p: float) -> list[nn.Module]:

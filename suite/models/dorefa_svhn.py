@@ -21,10 +21,10 @@ script applies ``fg`` after conv1..conv6): a variant's ``gradient_quantizer`` on
 layers, with ``float_layers = ["first", "last"]``.
 
 Models B, C and D: "Model B, C, D is derived from Model A by reducing the number of channels for
-all seven convolutional layers by 50%, 75%, 87.5%, respectively" (the paper's Section 5.2, as
-recalled: the paper's PDF was not retrieved here; the authors' slides, ../shared/seeds/002_*,
-confirm "A has two times as many channels as B. B has two times as many channels as C."), so
-width multipliers 1, 0.5, 0.25 and 0.125 on conv0..conv6.
+all seven convolutional layers by 50%, 75%, 87.5%, respectively" (arXiv 1606.06160v3, Section
+3.1, p. 8; Shuchang Zhou's slides "Neural Network Approximation: Low rank, Sparsity, and
+Quantization", Megvii, Mar. 2019, confirm "A has two times as many channels as B. B has two times
+as many channels as C."), so width multipliers 1, 0.5, 0.25 and 0.125 on conv0..conv6.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""k-bit storage of a binary-weight layer's latent weights (the seed's "softweight", seed 000).
+"""k-bit storage of a binary-weight layer's latent weights (the "softweight" of the project notes
+"Something about softweight").
 
 BinaryConnect trains real-valued latent weights w in [-s, s] and computes with sign(w). With
 ``latent_bits = k`` (1..8) a layer keeps w not as a float32 parameter but as k-bit codes c:
@@ -26,36 +27,12 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from suite.nn.layers import QuantConv2d, QuantLinear, _QuantMixin
+from suite.nn.layers import QuantConv2d, QuantLinear, _QuantMixin, _scale_output
 from suite.quant import BinaryConnect
 from suite.quant.noise import uniform_centered
+from suite.quant.packing import pack_codes, unpack_codes
 
 LATENT_BITS = range(1, 9)  # codes fit one uint8; 32 (float32 parameters) is the default elsewhere
-
-
-def _bit_axes(bits: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(plane numbers, bit places, 1) as uint8 tensors that broadcast over (plane, place, byte): on
-    the CPU a shift or mask by a tensor is vectorized, by a Python scalar several times slower."""
-    def axis(n, dim):
-        return torch.arange(n, dtype=torch.uint8, device=device).view([-1 if d == dim else 1 for d in range(3)])
-    return axis(bits, 0), axis(8, 1), torch.ones(1, 1, 1, dtype=torch.uint8, device=device)
-
-
-def pack_codes(codes: torch.Tensor, bits: int) -> torch.Tensor:
-    """uint8 codes < 2^bits (flat, n of them) -> (bits, m) uint8 bit planes, m = ceil(n / 8): bit r
-    of byte j of plane b is bit b of code r m + j (the codes padded to 8 m, seen as 8 rows of m;
-    this layout reduces over a leading axis, 4-5 times faster than 8 neighbours per byte on the CPU).
-    The shifted bits are distinct powers of 2, so their uint8 sum is their OR."""
-    planes, places, one = _bit_axes(bits, codes.device)
-    rows = nn.functional.pad(codes, (0, -codes.numel() % 8)).view(8, -1)
-    return ((rows >> planes) & one).bitwise_left_shift_(places).sum(1, dtype=torch.uint8)
-
-
-def unpack_codes(packed: torch.Tensor, bits: int, count: int) -> torch.Tensor:
-    """The inverse of `pack_codes`: (bits, m) bit planes -> the first `count` uint8 codes (flat)."""
-    planes, places, one = _bit_axes(bits, packed.device)
-    rows = ((packed.unsqueeze(1) >> places) & one).bitwise_left_shift_(planes).sum(0, dtype=torch.uint8)
-    return rows.view(-1)[:count]
 
 
 class LatentStorage(nn.Module):
@@ -71,6 +48,11 @@ class LatentStorage(nn.Module):
         self.register_buffer("scale", scale.detach().to(weight.dtype).reshape(()).clone())
         self.register_buffer("codes", torch.zeros(stored, dtype=torch.uint8, device=weight.device))
         self.leaf: torch.Tensor | None = None  # this step's binary weights, whose .grad the optimizer reads
+        # An optimizer that updates the codes inside the backward pass (`suite/train/lean_optim.py`) sets
+        # this: the layer's weights then carry no leaf, their gradient goes to the optimizer at once.
+        self.in_backward = None
+        self.in_backward_linear = None  # and, for a linear layer, its product by row chunks
+        self.anchor = torch.zeros(0, device=weight.device, requires_grad=True)  # ties the weights to autograd
         self.encode_(weight.detach().clone(), stochastic=False)  # encode_ overwrites its argument
 
     def decode(self) -> torch.Tensor:
@@ -108,8 +90,10 @@ class LatentStorage(nn.Module):
         `self.leaf` until the optimizer step reads its gradient."""
         with torch.no_grad():
             deterministic = isinstance(quantizer, BinaryConnect) and not quantizer.stochastic
-            w = self.signs() if deterministic else quantizer(self.decode())
+            w = quantizer._mark(self.signs()) if deterministic else quantizer(self.decode())
         if torch.is_grad_enabled():
+            if self.in_backward is not None:
+                return self.in_backward(self, w)
             self.leaf = w.requires_grad_()
         return w
 
@@ -132,6 +116,16 @@ class _LatentMixin:
 
 class LatentQuantLinear(_LatentMixin, QuantLinear):
     """QuantLinear with k-bit latent weights (built by `store_latent`)."""
+
+    def _forward(self, x):
+        product = self.latent.in_backward_linear
+        if product is None or not torch.is_grad_enabled():
+            return super()._forward(x)
+        xq, k = self._quantized_input(x)
+        y = product(xq, self.latent)  # the codes are updated inside its backward pass
+        if k is not None:
+            return self._output(_scale_output(y, k, None, self.bias, spatial=0))
+        return self._output(y if self.bias is None else y + self.bias)
 
 
 class LatentQuantConv2d(_LatentMixin, QuantConv2d):

@@ -11,25 +11,18 @@ bit-packed kernels (suite/nn/packed.py; same values, same gradients) or in float
 values; after each forward `arithmetic_used` says which ran, and why not packed where it was not.
 Two training options of the BinaryConnect family live here as attributes the training loop reads:
 `clip_value` (latent weights clipped to [-c, c] after each update) and `lr_scale` (a per-layer
-learning-rate multiplier, e.g. Glorot's).
+learning-rate multiplier, e.g. Glorot's). How a model builder makes these layers from a spec's
+variant is `suite/nn/config.py`.
 """
 
 from __future__ import annotations
-
-import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from suite.nn import packed
-from suite.quant import build_quantizer
-
-
-def glorot_lr_scale(fan_in: int, fan_out: int) -> float:
-    """BinaryConnect's per-layer LR scale, 1 / sqrt(1.5 / (fan_in + fan_out)) (authors' code)."""
-    return 1.0 / math.sqrt(1.5 / (fan_in + fan_out))
+from suite.quant import packing
 
 
 class _QuantMixin:
@@ -86,6 +79,14 @@ class _QuantMixin:
         self.__dict__["arithmetic_used"] = p.label if isinstance(p, packed.Plan) else p
         return p if isinstance(p, packed.Plan) else None
 
+    def _saving(self):
+        """The context of the forward pass: saved tensors in bits where a quantizer asks for it
+        (`packed`: its outputs and masks take few values; `suite.quant.packing`)."""
+        if any(getattr(q, "packed", False) for q in (self.weight_quantizer, self.input_quantizer,
+                                                       getattr(self.input_quantizer, "quantizer", None))):
+            return packing.saving_in_bits()
+        return packing.nothing()
+
     def _output(self, y):
         """The gradient quantizer acts on the gradient flowing back into the layer's output (bias
         included, so that every parameter and the input see the quantized error)."""
@@ -102,6 +103,10 @@ class QuantLinear(_QuantMixin, nn.Linear):
         self._init_quant(weight_quantizer, input_quantizer, gradient_quantizer, clip_value, lr_scale, arithmetic)
 
     def forward(self, x):
+        with self._saving():
+            return self._forward(x)
+
+    def _forward(self, x):
         p = self._plan(x)
         cached = packed.cached_weights(self, p) if p is not None else None
         if cached is not None:  # evaluation without gradients: packed from x's bits, no autograd
@@ -135,6 +140,10 @@ class QuantConv2d(_QuantMixin, nn.Conv2d):
         self._init_quant(weight_quantizer, input_quantizer, gradient_quantizer, clip_value, lr_scale, arithmetic)
 
     def forward(self, x):
+        with self._saving():
+            return self._forward(x)
+
+    def _forward(self, x):
         p = self._plan(x)
         cached = packed.cached_weights(self, p) if p is not None else None
         if cached is not None:  # evaluation without gradients: packed from x's bits, no autograd
@@ -171,59 +180,6 @@ def _scale_output(y, k, alpha, bias, spatial: int):
     if not factors:
         return y if bias is None else y + bias.view(view)
     return y * factors[0] if bias is None else torch.addcmul(bias.view(view), y, factors[0])
-
-
-@dataclass(frozen=True)
-class QuantConfig:
-    """How a model builder makes its layers: quantizer references and the latent-weight options.
-
-    The default (no quantizers, no clip, no LR scale) builds an ordinary float model. Builders tag
-    the network's first quantizable layer ``position="first"`` and its classifier
-    ``position="last"``: the first layer never quantizes its input (that is the data, as in every
-    paper here), and `float_layers` names positions built as plain float layers (XNOR-Net and
-    DoReFa-Net keep the first and last layers in full precision).
-    """
-
-    weight_quantizer: str = "none"
-    input_quantizer: str = "none"
-    gradient_quantizer: str = "none"  # applied to the gradient flowing back into each layer's output
-    clip_weights: float | None = None
-    lr_scale: str = "none"  # none | glorot
-    weight_init_range: float | None = None  # U(-r, r) latent weights (BinaryConnect: r = H = 1)
-    float_layers: tuple[str, ...] = ()  # positions ("first", "last") kept in full precision
-    latent_bits: int = 32  # 32: float32 latent weights; 1..8: k-bit codes (suite/nn/latent.py)
-    arithmetic: str = "packed"  # packed | emulated: binary/low-bit products on the bit-packed kernels or in float
-
-    def _init(self, layer, position):
-        if self.weight_init_range is not None and position not in self.float_layers:
-            nn.init.uniform_(layer.weight, -self.weight_init_range, self.weight_init_range)
-        if self.latent_bits != 32 and position not in self.float_layers:
-            from suite.nn.latent import store_latent  # latent.py builds on this module's layer classes
-
-            return store_latent(layer, self.latent_bits)
-        return layer
-
-    def _options(self, fan_in, fan_out, position):
-        if position not in (None, "first", "last"):
-            raise ValueError(f"position must be None, 'first' or 'last', got {position!r}")
-        if position in self.float_layers:
-            return {}
-        return dict(weight_quantizer=build_quantizer(self.weight_quantizer, "weight"),
-                    input_quantizer=None if position == "first" else build_quantizer(self.input_quantizer, "input"),
-                    gradient_quantizer=build_quantizer(self.gradient_quantizer, "gradient"),
-                    clip_value=self.clip_weights,
-                    lr_scale=glorot_lr_scale(fan_in, fan_out) if self.lr_scale == "glorot" else None,
-                    arithmetic=self.arithmetic)
-
-    def linear(self, in_features, out_features, bias=True, position=None) -> QuantLinear:
-        opts = self._options(in_features, out_features, position)
-        return self._init(QuantLinear(in_features, out_features, bias, **opts), position)
-
-    def conv2d(self, in_channels, out_channels, kernel_size, position=None, **kwargs) -> QuantConv2d:
-        k = kernel_size * kernel_size if isinstance(kernel_size, int) else math.prod(kernel_size)
-        groups = kwargs.get("groups", 1)
-        opts = self._options(k * in_channels // groups, k * out_channels // groups, position)
-        return self._init(QuantConv2d(in_channels, out_channels, kernel_size, **kwargs, **opts), position)
 
 
 def latent_clip_targets(model: nn.Module) -> list[tuple[torch.Tensor, float]]:

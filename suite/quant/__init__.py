@@ -21,6 +21,8 @@ dorefa_gradient(bits=6)             gradient  k (gradients)              DoReFa-
 ternary(threshold=0.7)              weight    2 (+ alpha)                TWN, Li, Zhang, Liu 2016
 stochastic_round(bits=4)            weight,   k (+ alpha, beta)          stochastic k-bit quantization (Zhou's
                                     input                                slides; Gupta et al. 2015)
+hwgq(bits=2, backward="clipped",    input     k (2^k levels, 0 one)      HWGQ, Cai, He, Sun, Vasconcelos 2017
+     levels="uniform")
 ==================================  ========  =========================  ==========================================
 
 Equations, forward ; backward (g the incoming gradient, 1_{.} an indicator):
@@ -40,6 +42,8 @@ Equations, forward ; backward (g the incoming gradient, 1_{.} an indicator):
   N(k) = U(-1/2, 1/2) / (2^k - 1), max0 per sample (over all axes but the batch axis)
 - ternary: alpha {+1 if W > delta, 0 if |W| <= delta, -1 if W < -delta}, delta = threshold E(|W|),
   alpha = mean of |W| > delta ; g
+- hwgq: 0 for x <= 0, else q_i for x in (t_i, t_i+1], t_1 = 0 and midpoints (levels i Delta: Delta = 0.799, 0.538,
+  0.3217 for 1, 2, 3 bits) ; g 1_{0 < x <= q_m} (clipped ReLU), or log-tailed: g / (x - q_m + 1) beyond q_m
 - stochastic_round: alpha quantize_k((X - beta) / alpha + xi / (2^k - 1)) + beta, xi ~ U(-1/2, 1/2),
   alpha = max(X) - min(X), beta = min(X) (round to nearest in eval mode) ; g
 
@@ -61,6 +65,7 @@ that a linear layer scales its (smaller) output instead of its weights.
 
 from suite.quant.binary import BinaryConnect, BNNSign, Identity, sign_pm1, sign_ste
 from suite.quant.dorefa import DoReFaActivation, DoReFaGradient, DoReFaWeight, quantize_gradient, quantize_k
+from suite.quant.hwgq import HWGQ
 from suite.quant.registry import QUANTIZERS, ROLES, build_quantizer, parse_quantizer, register
 from suite.quant.rounding import StochasticRound
 from suite.quant.ternary import Ternary
@@ -69,4 +74,4 @@ from suite.quant.xnor import XNORInput, XNORWeight
 __all__ = ["QUANTIZERS", "ROLES", "build_quantizer", "parse_quantizer", "register",
            "BinaryConnect", "BNNSign", "Identity", "sign_pm1", "sign_ste",
            "DoReFaActivation", "DoReFaGradient", "DoReFaWeight", "quantize_gradient", "quantize_k",
-           "StochasticRound", "Ternary", "XNORInput", "XNORWeight"]
+           "HWGQ", "StochasticRound", "Ternary", "XNORInput", "XNORWeight"]

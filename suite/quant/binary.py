@@ -4,7 +4,7 @@ sign with the saturating straight-through estimator."""
 import torch
 import torch.nn as nn
 
-from suite.quant import fused
+from suite.quant import fused, packing
 from suite.quant.noise import random_int16
 from suite.quant.registry import register
 from suite.quant.ste import StraightThrough
@@ -114,9 +114,33 @@ class _SignSTE(torch.autograd.Function):
         return pass_where_pm1(tangent, x)
 
 
-def sign_ste(x: torch.Tensor) -> torch.Tensor:
-    """sign(x) (sign(0) = +1) with BNN's straight-through estimator, g_x = g * 1_{|x| <= 1}."""
-    return _SignSTE.apply(x)
+class _SignSTEMasked(_SignSTE):
+    """_SignSTE saving the mask 1_{|r| <= 1} (bool; 1 bit under `packing.saving_in_bits`) instead of
+    r (32 bits): the same gradient, bit for bit, for every finite r."""
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        mask = inputs[0].abs() <= 1
+        ctx.save_for_backward(mask)
+        ctx.save_for_forward(mask)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (mask,) = ctx.saved_tensors
+        return grad * mask
+
+    @staticmethod
+    def jvp(ctx, tangent):
+        (mask,) = ctx.saved_tensors
+        return tangent * mask
+
+
+def sign_ste(x: torch.Tensor, packed: bool = False) -> torch.Tensor:
+    """sign(x) (sign(0) = +1) with BNN's straight-through estimator, g_x = g * 1_{|x| <= 1}; with
+    `packed`, saving the mask instead of x and marking the output as 1-bit codes (`packing`)."""
+    if not packed:
+        return _SignSTE.apply(x)
+    return packing.mark(_SignSTEMasked.apply(x), 1, 2.0, -1.0)
 
 
 @register
@@ -146,11 +170,12 @@ class BinaryConnect(nn.Module):
     name = "binaryconnect"
     roles = frozenset({"weight"})
 
-    def __init__(self, stochastic: bool = False):
+    def __init__(self, stochastic: bool = False, packed: bool = False):
         super().__init__()
-        if not isinstance(stochastic, bool):
-            raise ValueError(f"stochastic must be true or false, got {stochastic!r}")
-        self.stochastic = stochastic
+        for name, value in (("stochastic", stochastic), ("packed", packed)):
+            if not isinstance(value, bool):
+                raise ValueError(f"{name} must be true or false, got {value!r}")
+        self.stochastic, self.packed = stochastic, packed
 
     @property
     def bits(self) -> int:
@@ -158,11 +183,15 @@ class BinaryConnect(nn.Module):
 
     def forward(self, w):
         if not self.stochastic:
-            return _BinarizeDeterministic.apply(w)
-        return _BinarizeStochastic.apply(w) if self.training else w
+            return self._mark(_BinarizeDeterministic.apply(w))
+        return self._mark(_BinarizeStochastic.apply(w)) if self.training else w
+
+    def _mark(self, wb):
+        """+-1: 1-bit codes where the layer saves in bits (`packed`)."""
+        return packing.mark(wb, 1, 2.0, -1.0) if self.packed else wb
 
     def extra_repr(self) -> str:
-        return f"stochastic={self.stochastic}"
+        return f"stochastic={self.stochastic}" + (", packed=True" if self.packed else "")
 
 
 @register
@@ -184,5 +213,14 @@ class BNNSign(nn.Module):
     roles = frozenset({"weight", "input"})
     bits = 1
 
+    def __init__(self, packed: bool = False):
+        super().__init__()
+        if not isinstance(packed, bool):
+            raise ValueError(f"packed must be true or false, got {packed!r}")
+        self.packed = packed  # save the mask and the output in bits (`packing`), not r in float32
+
     def forward(self, x):
-        return _SignSTE.apply(x)
+        return sign_ste(x, self.packed)
+
+    def extra_repr(self) -> str:
+        return "packed=True" if self.packed else ""

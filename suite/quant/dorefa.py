@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from suite.quant import fused
+from suite.quant import fused, packing
 from suite.quant.binary import inside, sign_pm1
 from suite.quant.noise import uniform_centered
 from suite.quant.registry import register
@@ -186,6 +186,27 @@ class _ClipQuantize(torch.autograd.Function):
         return tangent * inside(x, 0.0, 1.0)  # not in place: the tangent may be batched (vmap)
 
 
+class _ClipQuantizeMasked(_ClipQuantize):
+    """_ClipQuantize saving the mask 1_{0 <= r <= 1} (bool; 1 bit under `packing.saving_in_bits`)
+    instead of r: the same gradient for every finite r."""
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        mask = inside(inputs[0], 0.0, 1.0).bool()
+        ctx.save_for_backward(mask)
+        ctx.save_for_forward(mask)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (mask,) = ctx.saved_tensors
+        return grad * mask, None
+
+    @staticmethod
+    def jvp(ctx, tangent, _):
+        (mask,) = ctx.saved_tensors
+        return tangent * mask
+
+
 @register
 class DoReFaActivation(nn.Module):
     """DoReFa-Net activation quantizer f_a^k (Sec. 2.4): f_a^k(r) = quantize_k(r) for r in [0, 1].
@@ -201,15 +222,23 @@ class DoReFaActivation(nn.Module):
     name = "dorefa_activation"
     roles = frozenset({"input"})
 
-    def __init__(self, bits: int = 2):
+    def __init__(self, bits: int = 2, packed: bool = False):
         super().__init__()
         self.bits = _check_bits(bits)
+        if not isinstance(packed, bool):
+            raise ValueError(f"packed must be true or false, got {packed!r}")
+        self.packed = packed  # save the k-bit codes and the mask in bits (`packing`)
 
     def forward(self, x):
-        return x if self.bits == 32 else _ClipQuantize.apply(x, self.bits)
+        if self.bits == 32:
+            return x
+        if not self.packed or self.bits > 8:
+            return _ClipQuantize.apply(x, self.bits)
+        n = 2**self.bits - 1
+        return packing.mark(_ClipQuantizeMasked.apply(x, self.bits), self.bits, 1.0, 0.0, n)  # round(.) / n
 
     def extra_repr(self) -> str:
-        return f"bits={self.bits}"
+        return f"bits={self.bits}" + (", packed=True" if self.packed else "")
 
 
 def quantize_gradient(dr: torch.Tensor, bits: int) -> torch.Tensor:

@@ -13,7 +13,7 @@ sign(W) g, + sign(W) c). One kernel per job does each in one pass over memory:
                                     (BWN backward; out may be g)
 
 The two per-channel kernels read each row twice, the second time from the L1 cache. They run on
-torch's threads (OpenMP, `suite.cpp_build.openmp_flags`), each at about the speed of a copy of W. Measured on the
+torch's threads (OpenMP, `_openmp_flags`), each at about the speed of a copy of W. Measured on the
 1024 x 1024 linear layer at batch 200 (tests/test_benchmarks_layers.py): BWN's step from 1.2-1.4x
 float with torch ops to 1.07-1.17x on an AMD EPYC, from 1.6x to 1.15-1.19x on an Intel Xeon.
 
@@ -32,14 +32,15 @@ records note which path ran (`provenance.fused_cpu_kernels`).
 from __future__ import annotations
 
 import contextlib
-import os
+import sys
 import threading
+import time
 import warnings
 from pathlib import Path
 
 import torch
 
-from suite import cpp_build
+from suite import settings
 
 ENV = "SUITE_FUSED_KERNELS"  # "0" turns the kernels off
 _SOURCE = Path(__file__).with_name("binary_cpu.cpp")
@@ -55,7 +56,7 @@ _off = False  # set by `disabled()` (benchmarks compare both paths in one run)
 
 
 def _env_off() -> bool:
-    return os.environ.get(ENV, "").strip().lower() in ("0", "false", "no", "off")
+    return settings.fused_kernels_off()
 
 
 def prepare():
@@ -74,7 +75,8 @@ def prepare():
         try:
             _module = _build()
         except Exception as e:  # no compiler, no Python headers, a failed build: fall back, say why
-            _error = cpp_build.failure_reason(e)
+            lines = [line for line in str(e).strip().splitlines() if line.strip()]
+            _error = f"{type(e).__name__}: {lines[-1] if lines else ''}"[:300]
             warnings.warn(f"suite: the fused CPU kernels for the binary quantizers could not be built ({_error}); "
                           f"using torch ops instead (same results, slower on the CPU). Set {ENV}=0 to skip the "
                           "build.", RuntimeWarning, stacklevel=2)
@@ -82,7 +84,42 @@ def prepare():
 
 
 def _build():
-    return cpp_build.build(_NAME, [_SOURCE], "the fused CPU kernels for the binary quantizers")
+    import logging
+
+    # cpp_extension warns on import about CUDA_HOME on machines without CUDA: not ours to show
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    from torch.utils import cpp_extension
+
+    built_before = _built_before(cpp_extension)
+    if not built_before:
+        print(f"suite: building the fused CPU kernels for the binary quantizers ({_SOURCE.name}; once per "
+              "machine, about 20 s)", file=sys.stderr, flush=True)
+    t0 = time.perf_counter()
+    openmp = _openmp_flags()
+    module = cpp_extension.load(_NAME, [str(_SOURCE)], extra_cflags=["-O3", *openmp], extra_ldflags=openmp,
+                                with_cuda=False, verbose=False)
+    if not built_before:
+        print(f"suite: built in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+    return module
+
+
+def _openmp_flags() -> list[str]:
+    """-fopenmp where torch's own threads are OpenMP's (Linux wheels). Without it at::parallel_for
+    compiles to a serial loop: measured here, the kernels then ran at half the speed of torch's
+    2-thread ops. The extension links libgomp.so.1, which resolves to the copy torch already loaded,
+    so torch and the kernels share one thread pool (and torch.set_num_threads)."""
+    if sys.platform.startswith("linux") and "parallel backend: OpenMP" in torch.__config__.parallel_info():
+        return ["-fopenmp"]
+    return []
+
+
+def _built_before(cpp_extension) -> bool:
+    """Whether a build of this name exists (torch rebuilds it anyway if the source changed)."""
+    try:
+        folder = Path(cpp_extension._get_build_directory(_NAME, verbose=False))
+    except Exception:
+        return False
+    return any(folder.glob("*.so"))
 
 
 def status() -> str:

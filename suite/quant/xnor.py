@@ -196,14 +196,15 @@ class XNORInput(nn.Module):
     roles = frozenset({"input"})
     bits = 1
 
-    def __init__(self, scale: bool = True):
+    def __init__(self, scale: bool = True, packed: bool = False):
         super().__init__()
-        if not isinstance(scale, bool):
-            raise ValueError(f"scale must be true or false, got {scale!r}")
-        self.scale = scale
+        for name, value in (("scale", scale), ("packed", packed)):
+            if not isinstance(value, bool):
+                raise ValueError(f"{name} must be true or false, got {value!r}")
+        self.scale, self.packed = scale, packed  # packed: sign(I) and its mask saved in 1 bit each
 
     def forward(self, x):
-        return sign_ste(x)
+        return sign_ste(x, self.packed)
 
     def output_scale(self, x: torch.Tensor, layer: nn.Module) -> torch.Tensor | None:
         """K for `layer`'s output given its real input x: (..., 1) for a linear layer; for a
@@ -216,7 +217,7 @@ class XNORInput(nn.Module):
         return x.abs().mean(-1, keepdim=True)
 
     def extra_repr(self) -> str:
-        return f"scale={self.scale}"
+        return f"scale={self.scale}" + (", packed=True" if self.packed else "")
 
 
 def _k_map(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:

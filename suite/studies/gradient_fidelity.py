@@ -1,11 +1,13 @@
-"""Gradient fidelity in a binary-activation network (seed 003): the straight-through gradient
-(STE) and evolution-strategies estimates (NES) against a central-difference gradient (CDG).
+"""Gradient fidelity in a binary-activation network: the straight-through gradient (STE) and
+evolution-strategies estimates (NES) against a central-difference gradient (CDG), after the
+experiment log "2021/5/19 结果反馈与讨论记录" (results and discussion notes, in Chinese, unsigned,
+2021-05-15/19).
 
-The seed's setting ("BinaryDuo's setup, 2 models / gaussian data"): a student network with
+The log's setting ("BinaryDuo's setup, 2 models / gaussian data"): a student network with
 binary activations is compared with a fixed teacher on Gaussian inputs x ~ N(0, I_dim), dim in
-8, 16, 32, 64, with and without pre-training the student by STE (the seed: 2000 batches of
+8, 16, 32, 64, with and without pre-training the student by STE (the log: 2000 batches of
 16000 x dim for sign activations, 500 steps of batch 16k for stochastic rounding), and with the
-seed's stochastic-rounding activations. At the student's weights theta, on one batch of 256:
+log's stochastic-rounding activations. At the student's weights theta, on one batch of 256:
 
 - STE: autograd through sign with BNN's estimator g * 1_{|a| <= 1} (`suite.quant.sign_ste`);
   stochastic rounding: straight through the sampling (exact for the mean: E[s] = a~, below);
@@ -15,13 +17,13 @@ seed's stochastic-rounding activations. At the student's weights theta, on one b
 - cosine similarity of STE and NES to CDG, and the loss decrease L(theta) - L(theta - lr g / |g|)
   after one step of length lr along each (normalized) estimate, for each lr in `learning_rates`.
 
-Stochastic rounding (seed 003, "Stochastic Rounding flow"): a layer's output A is mapped to
+Stochastic rounding (the log's "Stochastic Rounding flow"): a layer's output A is mapped to
 [-1, 1] (positives divided by |max A|, negatives by |min A|, over the whole layer output), p =
 (A~ + 1) / 2, a relaxed Bernoulli(p) sample at a temperature T, minus 1/2, through sign. The sign
 of sigmoid((logit p + logistic noise) / T) - 1/2 is that of logit p + noise: the sample is
 +1 with probability p whatever T (the temperature has no effect after the sign), and E[s] = A~.
 
-Where the seed is silent we chose (each stated in the spec's deviations): a network
+Where the log is silent we chose (each stated in the spec's deviations): a network
 dim -> (width_factor dim) x depth -> 1 without biases, weights N(0, 1/fan_in); the teacher the
 same architecture with sign activations and its own random weights (realizable); the squared
 error loss; Adam for pre-training; for stochastic rounding, the STE gradient averaged over
@@ -53,8 +55,8 @@ class Params:
     dims: list[int] = field(default_factory=lambda: [8, 16, 32, 64])
     width_factor: int = 1  # hidden width = width_factor x dim
     depth: int = 2  # binary hidden layers
-    batch: int = 256  # the batch whose loss is differentiated (the seed's 256)
-    activation: str = "sign"  # sign | stochastic (the seed's stochastic rounding)
+    batch: int = 256  # the batch whose loss is differentiated (the log's 256)
+    activation: str = "sign"  # sign | stochastic (the log's stochastic rounding)
     pretrain_steps: int = 0  # STE pre-training steps (0: the raw, randomly initialised student)
     pretrain_batch: int = 16000
     pretrain_lr: float = 0.01  # Adam
@@ -97,10 +99,10 @@ def init_theta(shapes: list[tuple[int, int]], gen: torch.Generator) -> torch.Ten
 
 
 def stochastic_round(a: torch.Tensor, u: torch.Tensor, ste: bool) -> torch.Tensor:
-    """The seed's stochastic rounding of one layer output a (..., batch, width) given uniform noise
+    """The log's stochastic rounding of one layer output a (..., batch, width) given uniform noise
     u in (-1/2, 1/2): a~ = a / |max a| (a > 0) or a / |min a| (a < 0) over each evaluation's whole
     output, then +1 with probability p = (a~ + 1) / 2, else -1, drawn as sign(a~ / 2 + u): the
-    seed's sign(RelaxedBernoulli(p, T) - 1/2) for every temperature T (see the module docstring).
+    log's sign(RelaxedBernoulli(p, T) - 1/2) for every temperature T (see the module docstring).
     With `ste`, the gradient passes straight through the sampling to a~ (the scales held constant)."""
     tiny = torch.finfo(a.dtype).tiny
     inv_hi = 1 / a.detach().amax(dim=(-2, -1), keepdim=True).clamp_min(tiny)
@@ -282,11 +284,8 @@ def run_dim(dim: int, p: Params, seed: int, device: torch.device, progress: bool
     }
 
 
-def run(spec, variant, seed: int, device: torch.device, progress: bool) -> dict:
-    from suite.studies import params_for
-
-    p = params_for(spec, variant)
-    rows = [run_dim(d, p, seed, device, progress) for d in tqdm(p.dims, desc=f"{spec.name}/{variant.name}/s{seed}",
+def run(p: Params, seed: int, device: torch.device, progress: bool, desc: str) -> dict:
+    rows = [run_dim(d, p, seed, device, progress) for d in tqdm(p.dims, desc=desc,
                                                                   disable=not progress, leave=False)]
     largest = f"NES-{max(p.nes_samples)}"
     summary = {"pretrained": p.pretrain_steps > 0, "activation": p.activation, "largest_nes": largest,
@@ -363,7 +362,7 @@ def render(records: list[dict], baselines=None) -> str:
 
 
 def _finding(records: list[dict]) -> list[str]:
-    """Did NES (largest N) point downhill after pre-training? The seed found it did not."""
+    """Did NES (largest N) point downhill after pre-training? The experiment log found it did not."""
     lines = []
     for pretrained in (True, False):
         cases = [(r["variant"], dim, down) for r in records if r["summary"]["pretrained"] == pretrained
@@ -375,20 +374,20 @@ def _finding(records: list[dict]) -> list[str]:
         state = "after pre-training" if pretrained else "without pre-training"
         failed = ", ".join(f"{v} dim {d}" for v, d, down in cases if not down) or "none"
         if pretrained:
-            seed = "seed 003 found that NES did not point downhill after pre-training"
+            seed = "the experiment log (2021-05-15/19) found that NES did not point downhill after pre-training"
             verdict = (f"{seed}: ours agrees" if downhill == 0 else f"{seed}: ours disagrees"
                        if downhill == len(cases) else
                        f"{seed}: ours agrees in {len(cases) - downhill} of {len(cases)} cases, those not downhill")
         else:
-            verdict = "the seed reports no failure without pre-training"
+            verdict = "the experiment log reports no failure without pre-training"
         lines.append(f"**{state.capitalize()}, {largest} pointed downhill in {downhill} of {len(cases)} cases** "
                      f"(variant × dim × seed; downhill: best ΔL > 0 and above every random direction's; not "
                      f"downhill: {failed}); {verdict}.")
     return ["Finding:", ""] + [f"- {line}" for line in lines] + [""] if lines else []
 
 
-def plot(records: list[dict], path) -> bool:
-    """Loss decrease versus learning rate, one panel per variant x dim, mean over seeds."""
+def plot(records: list[dict]):
+    """Loss decrease versus learning rate, one panel per variant x dim, mean over seeds (a figure)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -402,7 +401,7 @@ def plot(records: list[dict], path) -> bool:
     names = [n for n in order if n in by_variant] + sorted(set(by_variant) - set(order))
     dims = list(records[0]["curves"])
     if not names or not dims:
-        return False
+        return None
     estimators = list(records[0]["curves"][dims[0]]["decrease"])
     color = {est: f"C{i}" for i, est in enumerate(estimators)}  # the same colour in every panel
     fig, axes = plt.subplots(len(names), len(dims) + 1, figsize=(3.2 * (len(dims) + 1), 2.6 * len(names)),
@@ -440,9 +439,4 @@ def plot(records: list[dict], path) -> bool:
     axes[0][-1].legend(fontsize=7)
     fig.suptitle(f"{records[0]['spec']['name']} — profile {records[0]['spec']['profile']} (mean over seeds)")
     fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(tmp, dpi=80)
-    plt.close(fig)
-    tmp.replace(path)
-    return True
+    return fig

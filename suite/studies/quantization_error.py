@@ -1,9 +1,10 @@
-"""Quantization error measured by cosine similarity (seed 002, the slide of that name).
+"""Quantization error measured by cosine similarity (the slide of that name).
 
-The slide (Zhou, "Neural Network Approximation: Low rank, Sparsity, and Quantization", Megvii,
-Mar. 2019) tabulates the cosine similarity between the float product W x and the product of an
-n-bit W and an m-bit x, n, m in {1, 2, 3, 4, 6, 8, float}: "W_{b_s n} is n-bit quantization of
-real W; x is Gaussian R.V. clipped by tanh". It states no quantizer, distribution or size; ours:
+The slide (Shuchang Zhou, "Neural Network Approximation: Low rank, Sparsity, and Quantization",
+slides, Megvii, Mar. 2019) tabulates the cosine similarity between the float product W x and the
+product of an n-bit W and an m-bit x, n, m in {1, 2, 3, 4, 6, 8, float}: "W_{b_s n} is n-bit
+quantization of real W; x is Gaussian R.V. clipped by tanh". It states no quantizer, distribution
+or size; ours:
 
 - x = tanh(g), g ~ N(0, input_scale^2) (the slide), quantized by `input_quantizer`, by default
   the slides' own "Deterministic Quantization" Q_k(X) = alpha quantize_k((X - beta) / alpha) + beta,
@@ -113,17 +114,14 @@ def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(a @ b / (a.norm() * b.norm()))
 
 
-def run(spec, variant, seed: int, device: torch.device, progress: bool) -> dict:
-    from suite.studies import params_for
-
-    p = params_for(spec, variant)
+def run(p: Params, seed: int, device: torch.device, progress: bool, desc: str) -> dict:
     rng = np.random.default_rng(seed)
     x = torch.tanh(torch.from_numpy(rng.standard_normal((p.samples, p.length)) * p.input_scale).float()).to(device)
     w = draw_weights(p, rng).to(device)
     y = x @ w.T
     wq = {n: quantize(w, n, p.weight_quantizer, "weight", p) for n in p.weight_bits}
     cells = {}  # input bits -> weight bits -> cosine
-    for m in tqdm(p.input_bits, desc=f"{spec.name}/{variant.name}/s{seed}", disable=not progress, leave=False):
+    for m in tqdm(p.input_bits, desc=desc, disable=not progress, leave=False):
         xq = quantize(x, m, p.input_quantizer, "input", p)
         cells[str(m)] = {str(n): cosine(y, xq @ wq[n].T) for n in p.weight_bits}
     summary = {"weight_factor": {str(n): cosine(y, x @ wq[n].T) for n in p.weight_bits},
@@ -218,9 +216,11 @@ def render_variant(label: str, records: list[dict], slide: dict) -> list[str]:
         out += [f"Cells differing by more than 0.01 ({len(off)}), ours vs the slide, by likely reason:", ""]
         out += [f"- {reason[0].upper() + reason[1:]}: {'; '.join(cells)}." for reason, cells in by_reason.items()]
         out.append("")
-    s = records[-1]["summary"]
-    out += [f"Our W: E|W| / rms(W) = {s['weight_mean_abs_over_rms']:.3f}, max|W| / rms(W) = "
-            f"{s['weight_max_over_rms']:.1f}.", ""]
+    def mean(key: str) -> float:
+        return statistics.fmean(r["summary"][key] for r in records)
+
+    out += [f"Our W (mean over the {len(records)} seeds): E|W| / rms(W) = {mean('weight_mean_abs_over_rms'):.3f}, "
+            f"max|W| / rms(W) = {mean('weight_max_over_rms'):.1f}.", ""]
     return out
 
 

@@ -2,9 +2,9 @@
 Backpropagation"): training with forward-mode directional derivatives, no backward pass.
 
 Each step draws `num_directions` random directions v_1..v_k over all trainable parameters (one
-flat vector of d numbers each), computes the directional derivatives grad f . v_i with
-``torch.func.jvp`` over ``torch.func.functional_call`` (forward mode: no autograd graph is built
-or kept), and hands the estimate
+flat vector of d numbers each), computes the directional derivatives grad f . v_i by one
+forward-mode pass each (`forward_mode.py`: layer by layer, holding one layer's activations and
+tangents, no autograd graph), and hands the estimate
 
     g = (1/k) sum_i (grad f . v_i) v_i
 
@@ -12,38 +12,41 @@ to the spec's ordinary optimizer as the gradient (written into ``p.grad``), then
 weights as backprop does. With E[v v^T] = I the estimate is unbiased: E[g] = grad f.
 
 Directions (``train.direction_distribution``): ``gaussian`` (v ~ N(0, I)) or ``rademacher``
-(entries +-1 with probability 1/2), drawn from the method's own generator (seeded from the run's
-seed), one d-vector per direction, so every mode below sees the same directions.
+(entries +-1 with probability 1/2), drawn by a counter-based generator (`directions.py`: Philox,
+on all threads) under a key the method draws each step from its own generator (seeded from the
+run's seed), direction i of a step being stream i of that key, so every mode below sees the same
+directions and a checkpoint restores them.
 
-Orthogonal directions (``train.orthogonal_directions``, the seed document's "orthogonal trick"):
-the step's k directions are orthonormalised among themselves and made orthogonal to the previous
-step's k directions (kept as method state; ``state_dict`` exposes them). The draws are projected
-off the previous directions, then orthonormalised by a QR factorisation of the k x d matrix
-(CholeskyQR: the Cholesky factor of the k x k Gram matrix, in float64, applied by one matrix
-product; for 20 directions over VGG16's 15 M parameters on the CPU it took half the time of
-``torch.linalg.qr`` and its rows were orthogonal to 1e-5, QR's to 1e-3, in float32), then scaled
-by sqrt(d). Why sqrt(d): each orthonormal row q has E[q q^T] = I / d (for Gaussian draws q is
-uniform on the sphere; for Rademacher draws by the symmetry of signs and coordinates), so
+Orthogonal directions (``train.orthogonal_directions``, the "orthogonal trick" of the project
+notes "Something about softweight"): the step's k directions are orthonormalised among themselves
+and made orthogonal to the previous step's k directions (kept as method state; ``state_dict``
+exposes them). The draws are projected off the previous directions, then orthonormalised by a QR
+factorisation of the k x d matrix (CholeskyQR: the Cholesky factor of the k x k Gram matrix, in
+float64, applied by one matrix product; for 20 directions over VGG16's 15 M parameters on the CPU
+it took half the time of ``torch.linalg.qr`` and its rows were orthogonal to 1e-5, QR's to 1e-3,
+in float32), then scaled by sqrt(d). Why sqrt(d): each orthonormal row q has E[q q^T] = I / d
+(for Gaussian draws q is uniform on the sphere; for Rademacher draws by the symmetry of signs and coordinates), so
 v = sqrt(d) q keeps E[v v^T] = I and the estimate unbiased (over the draws of both steps). Given
 the previous step's unit directions P (k x d), this step's avoid span(P): E[v v^T | P] =
 d / (d - k) (I - P^T P), so E[g | P] = d / (d - k) (I - P^T P) grad f: the gradient's component
 along the last step's directions (a fraction k / d of a random gradient) is left out of this
 step's estimate, by design. Needs 2k <= d.
 
-Batched directions (``train.batched_directions``): all k jvps in one ``torch.func.vmap`` call,
-the primal forward computed once and the k tangents carried together: faster, but the tangent
-activations are k times as large. The loop (default) runs the k jvps one after another.
+Batched directions (``train.batched_directions``): the k directions carried through one pass
+together, the primal computed once (one primal and 2k tangent products per layer instead of 3k):
+faster, but the tangent activations are k times as large. The loop (default) runs k passes one
+after another.
 
 BatchNorm running statistics (buffers) are updated by the forward pass in train mode exactly
-once per step (from the first direction's pass; the others work on scratch copies). Stochastic
-layers (stochastic BinaryConnect, dropout) see the same random draws for every direction of a
-step (the global RNG state is restored between directions; vmap uses randomness="same"), so the
-k derivatives are of one function.
+once per step (the first direction's pass). Stochastic layers (stochastic BinaryConnect, dropout)
+see the same random draws for every direction of a step (the global RNG state is restored between
+directions; vmap uses randomness="same"), so the k derivatives are of one function.
 
-Memory per step, beyond the model, optimizer state and one forward pass's working set (no
-activations are kept for a backward pass): the gradient buffer (d numbers) and one direction
-(d) in the loop; k directions (k d) when batched or orthogonal, and k more for the previous
-step's directions when orthogonal.
+Memory between steps (kept by the method): the gradient buffer (d numbers); one direction (d)
+when looping over k > 1 directions (with k = 1 the direction is drawn into the gradient buffer,
+which the derivative then scales: g = (grad f . v) v); k directions (k d) when batched or
+orthogonal, and k more for the previous step's directions when orthogonal. Within a step: one
+layer's activations and tangents (k tangents when batched).
 
 No host synchronisation per step: the loss and the derivatives stay on the device.
 """
@@ -52,13 +55,14 @@ from __future__ import annotations
 
 import math
 import warnings
-from functools import partial
 
 import torch
-from torch.func import functional_call, jvp, vmap
 
 from suite.errors import UserError
 from suite.nn import clip_latent_weights
+from suite.train import directions, forward_mode
+
+DISTRIBUTIONS = ("gaussian", "rademacher")  # train.direction_distribution
 
 
 def _load_jvp_decompositions() -> None:
@@ -94,23 +98,23 @@ class ForwardGradient:
             raise UserError(f"forward_gradient: orthogonal_directions needs 2 x num_directions <= the {self.d} "
                             f"trainable parameters, got num_directions = {self.k}")
         self.device, dtype = first.device, first.dtype
-        # Primal values (aliases of the parameters: they follow the optimizer's in-place updates).
-        self.primals = {n: p.detach() for n, p in named}
-        self.buffers = dict(model.named_buffers())
+        self.layers = forward_mode.layers_of(model)
+        self.scratch = {}  # BatchNorm statistics of layers passed by dual tensors, for passes that keep them
         # The estimate lives in one flat buffer; p.grad are views of it.
         self.grad_flat = torch.zeros(self.d, dtype=dtype, device=self.device)
         self.grads = self._views(self.grad_flat)
-        # Directions: k rows when they are needed together (batched, orthogonal), else one row reused.
+        # Directions: k rows when they are needed together (batched, orthogonal); else one row for
+        # k > 1 (drawn again for each direction), none for k = 1 (drawn into grad_flat).
         self.materialized = self.batched or self.orthogonal
-        rows = self.k if self.materialized else 1
-        self.directions = torch.empty(rows, self.d, dtype=dtype, device=self.device)
-        self.row_tangents = [dict(zip(self.names, self._views(self.directions[i]), strict=True)) for i in range(rows)]
-        self.batched_tangents = dict(zip(self.names, self._views(self.directions, batch=rows), strict=True))
-        self.previous = torch.empty_like(self.directions) if self.orthogonal else None
+        rows = self.k if self.materialized else (1 if self.k > 1 else 0)
+        self._rows = torch.empty(rows, self.d, dtype=dtype, device=self.device) if rows else None
+        self.previous = torch.empty(self.k, self.d, dtype=dtype, device=self.device) if self.orthogonal else None
         self.has_previous = False
-        self.generator = torch.Generator(device=self.device)
+        self.generator = torch.Generator(device="cpu")
         self.generator.manual_seed(int(torch.randint(0, 2**62, ()).item()))  # from the run's seed
-        _load_jvp_decompositions()
+        self.key = None  # this step's direction key
+        _load_jvp_decompositions()  # the loss (and layers without a rule) use forward-mode AD formulas
+        directions.kernels()  # built or loaded now (once per machine), not in a timed epoch
 
     # --- the pieces --------------------------------------------------------------------------
 
@@ -124,22 +128,26 @@ class ForwardGradient:
             offset += n
         return out
 
-    def _loss_and_buffers(self, params: dict, x: torch.Tensor, y: torch.Tensor):
-        # Buffers are cloned inside the transformed function (a transform may not mutate captured
-        # tensors); the updated copies come back as aux output.
-        buffers = {n: b.clone() for n, b in self.buffers.items()}
-        return self.loss_fn(functional_call(self.model, (params, buffers), (x,)), y), buffers
+    def _tangents(self, flat: torch.Tensor, batch: int | None = None):
+        """The pass's parameter -> tangent lookup: views of `flat` (no copies); None for others."""
+        by_id = {id(p): v for p, v in zip(self.params, self._views(flat, batch), strict=True)}
+        return lambda p: by_id.get(id(p))
 
-    def _draw(self, row: torch.Tensor) -> None:
-        if self.distribution == "gaussian":
-            row.normal_(generator=self.generator)
-        else:  # rademacher: +-1 with probability 1/2
-            row.random_(0, 2, generator=self.generator).mul_(2).sub_(1)
+    @property
+    def directions(self) -> torch.Tensor:
+        """The step's directions as rows: the kept ones (batched, orthogonal), else drawn again
+        from the step's key (for inspection; the loop does not keep them)."""
+        if self.materialized:
+            return self._rows
+        out = torch.empty(self.k, self.d, dtype=self.grad_flat.dtype, device=self.device)
+        for i, row in enumerate(out):
+            directions.fill(row, self.key, i, self.distribution)
+        return out
 
     def _orthonormalize(self) -> None:
         """Rows of `directions`: off the previous step's span, orthonormal, times sqrt(d); the
         result is also kept (in `previous`) for the next step."""
-        v, p = self.directions, self.previous
+        v, p = self._rows, self.previous
         if self.has_previous:  # previous rows are stored scaled by sqrt(d): P^T P / d is the projector
             v.addmm_(v @ p.T, p, alpha=-1.0 / self.d)
         # CholeskyQR: V = L Q with L the Cholesky factor of the k x k Gram matrix V V^T (in float64),
@@ -165,55 +173,52 @@ class ForwardGradient:
     def _rng_state(self):
         return torch.get_rng_state(), (torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None)
 
+    def _pass(self, x, y, tangents, k=None, update_stats=True):
+        p = forward_mode.Pass(tangents, k, update_stats, self.scratch)
+        z, zt = forward_mode.run(self.layers, x, p)
+        return forward_mode.loss_derivatives(self.loss_fn, z, zt, y, k)
+
     @torch.no_grad()  # no backward graph; forward-mode AD is not affected by no_grad
     def estimate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Draw this step's directions and write the forward-gradient estimate into `grad_flat`.
 
         Returns the loss (0-d) and the k directional derivatives (grad f . v_i), on the device.
         """
-        f = partial(self._loss_and_buffers, x=x, y=y)
+        self.key = int(torch.randint(0, 2**63 - 1, (), generator=self.generator))
         if self.materialized:
-            for row in self.directions:
-                self._draw(row)
+            for i, row in enumerate(self._rows):
+                directions.fill(row, self.key, i, self.distribution)
             if self.orthogonal:
                 self._orthonormalize()
         if self.batched:
-            def one(tangents):
-                return jvp(f, (self.primals,), (tangents,), has_aux=True)
-            try:
-                losses, derivs, buffers = vmap(one, randomness="same")(self.batched_tangents)
-            except RuntimeError as e:
-                if "vmap support" in str(e):
-                    raise UserError(f"forward_gradient with batched_directions = true: {e} (set "
-                                    "batched_directions = false to loop over the directions)") from None
-                raise
-            loss = losses[0]
-            for name, value in buffers.items():
-                self.buffers[name].copy_(value[0])
+            loss, derivs = self._pass(x, y, self._tangents(self._rows, self.k), k=self.k)
         else:
             rng = self._rng_state() if self.k > 1 else None
             derivs = []
             for i in range(self.k):
                 if i:
                     self._restore_rng(rng)
-                if not self.materialized:
-                    self._draw(self.directions[0])
-                tangents = self.row_tangents[i if self.materialized else 0]
-                loss_i, deriv, buffers = jvp(f, (self.primals,), (tangents,), has_aux=True)
+                if self.materialized:
+                    row = self._rows[i]
+                else:  # k = 1: drawn into the gradient buffer, then scaled by the derivative
+                    row = self.grad_flat if self.k == 1 else self._rows[0]
+                    directions.fill(row, self.key, i, self.distribution)
+                loss_i, deriv = self._pass(x, y, self._tangents(row), update_stats=i == 0)
                 if i == 0:
                     loss = loss_i
-                    for name, value in buffers.items():  # running statistics: once per step
-                        self.buffers[name].copy_(value)
                 if not self.materialized:  # accumulate as we go: one direction in memory
-                    if i == 0:
-                        torch.mul(self.directions[0], deriv, out=self.grad_flat)
+                    if self.k == 1:
+                        self.grad_flat.mul_(deriv)
+                    elif i == 0:
+                        torch.mul(row, deriv, out=self.grad_flat)
                     else:
-                        self.grad_flat.addcmul_(self.directions[0], deriv)
+                        self.grad_flat.addcmul_(row, deriv)
                 derivs.append(deriv)
-            derivs = torch.stack(derivs)
+            derivs = torch.cat(derivs)
         if self.materialized:
-            torch.mv(self.directions.T, derivs.to(self.directions.dtype), out=self.grad_flat)
-        self.grad_flat.div_(self.k)
+            torch.mv(self._rows.T, derivs.to(self._rows.dtype), out=self.grad_flat)
+        if self.k > 1:
+            self.grad_flat.div_(self.k)
         return loss.detach(), derivs
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -11,8 +11,9 @@ gradient of this step's binary weights (the latent weights' one, straight throug
            (m^, v^ bias-corrected; coupled weight decay g += wd w as torch's SGD and Adam)
 
 w is decoded from the codes, updated, and re-encoded with stochastic rounding. The state stays
-float32 (m, v for Adam; b for SGD with momentum): this is the memory that, as the seed notes,
-Adam brings back. No host sync: the step count lives on the CPU, as torch's Adam keeps it.
+float32 (m, v for Adam; b for SGD with momentum): this is the memory that, as the project notes
+"Something about softweight" observe, Adam brings back. No host sync: the step count lives on the
+CPU, as torch's Adam keeps it.
 """
 
 from __future__ import annotations

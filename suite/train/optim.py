@@ -7,6 +7,7 @@ import torch.nn as nn
 
 from suite.errors import UserError
 from suite.train.latent_optim import LatentUpdate, latent_groups
+from suite.train.lean_optim import LeanLatentAdam
 
 
 def param_groups(model: nn.Module, lr: float) -> list[dict]:
@@ -29,20 +30,29 @@ def param_groups(model: nn.Module, lr: float) -> list[dict]:
     return groups
 
 
+# train.optimizer name -> torch optimizer from (param groups, train settings). "lean_adam": Adam
+# whose k-bit latent layers (latent_bits = 8) keep 8-bit block-wise moments and are updated inside
+# the backward pass, layer by layer (suite/train/lean_optim.py); other parameters: torch's Adam.
+OPTIMIZERS = {
+    "sgd": lambda groups, t: torch.optim.SGD(groups, lr=t.lr_start, momentum=t.momentum, weight_decay=t.weight_decay),
+    "adam": lambda groups, t: torch.optim.Adam(groups, lr=t.lr_start, weight_decay=t.weight_decay),
+    "lean_adam": lambda groups, t: torch.optim.Adam(groups, lr=t.lr_start, weight_decay=t.weight_decay),
+}
+SCHEDULES = ("exponential", "constant")  # train.lr_schedule (make_scheduler)
+
+
 def make_optimizer(train, model: nn.Module) -> torch.optim.Optimizer:
     """torch's SGD or Adam; layers with k-bit latent weights join it as ``latent`` groups that a
     step post-hook updates (`suite/train/latent_optim.py`; none in a float32-latent model)."""
     groups = param_groups(model, train.lr_start) + latent_groups(model, train.lr_start)
-    if train.optimizer == "sgd":
-        optimizer = torch.optim.SGD(groups, lr=train.lr_start, momentum=train.momentum,
-                                    weight_decay=train.weight_decay)
-    else:
-        optimizer = torch.optim.Adam(groups, lr=train.lr_start, weight_decay=train.weight_decay)
+    optimizer = OPTIMIZERS[train.optimizer](groups, train)
     if any(g.get("latent") for g in groups):
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             # DDP averages parameter gradients only: each rank's codes would follow its own gradient
             raise UserError("latent_bits < 32: k-bit latent weights train in one process only, not under torchrun")
-        optimizer.register_step_post_hook(LatentUpdate(model, adam=train.optimizer == "adam"))
+        optimizer.register_step_post_hook(LatentUpdate(model, adam=train.optimizer in ("adam", "lean_adam")))
+    if train.optimizer == "lean_adam":
+        LeanLatentAdam(model, optimizer)
     return optimizer
 
 
