@@ -72,7 +72,7 @@ def test_xnor_matmul_1024(benchmark, batch):
         fns[f"xnor_{name}"] = _xnor(name, a, b)
     want = (torch.where(x >= 0, 1.0, -1.0) @ torch.where(w >= 0, 1.0, -1.0).T).int()
     assert torch.equal(fns["xnor"](), want)  # correctness, not time
-    fns, n = chunked(fns, 0.02)
+    fns, n = chunked(fns, 0.002)
     samples = interleaved_samples(fns, 25 if batch > 1 else 40)
     samples, best = _with_float_best(samples, floats)
     pairs = [("float", "xnor")] + [(f, "xnor") for f in floats] + [("float", f"xnor_{n}") for n in _isas()]
@@ -102,7 +102,7 @@ def test_binary_conv_alexnet(benchmark, layer, batch):
         fns[f"packed_{name}"] = call
     want = F.conv2d(torch.where(x >= 0, 1.0, -1.0), torch.where(w >= 0, 1.0, -1.0), None, 1, 1)
     assert torch.allclose(fns["packed"](), want * alpha.view(-1, 1, 1) + bias.view(-1, 1, 1), rtol=1e-5, atol=1e-4)
-    fns, n = chunked(fns, 0.02)
+    fns, n = chunked(fns, 0.002)
     samples = interleaved_samples(fns, 15)
     record_chunks(benchmark, samples, n, [("float", "packed")] + [("float", f"packed_{isa}") for isa in _isas()],
            kernels=K.status(), shape=[batch, cin, cout, 13, 13])
@@ -130,7 +130,7 @@ def test_bitserial_gemm_1024(benchmark, x_bits, w_bits):
     fns["bitserial"] = lambda: linear(xp, x_form, wp, w_form)
     fns["with_packing"] = lambda: linear(K.pack_codes(xq, x_bits, n_x), x_form, wp, w_form)
     assert torch.allclose(fns["bitserial"](), xq @ wq.T, rtol=1e-5, atol=1e-3)
-    fns, n = chunked(fns, 0.02)
+    fns, n = chunked(fns, 0.002)
     samples = interleaved_samples(fns, 20)
     samples, best = _with_float_best(samples, floats)
     record_chunks(benchmark, samples, n, [("float", "bitserial"), ("float", "with_packing")], float_best=best,

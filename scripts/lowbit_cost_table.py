@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 from timing import chunked, interleaved_samples  # noqa: E402  (the benchmarks' interleaved timer)
 
 
-def timer(rounds: int, chunk_seconds: float = 0.05):
+def timer(rounds: int, chunk_seconds: float = 0.005):
     """{name: fn} -> {name: [seconds per call, one per round]}: chunks of equal calls, interleaved."""
     def time_candidates(fns):
         chunks, n = chunked(fns, chunk_seconds)
