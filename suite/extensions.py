@@ -19,8 +19,9 @@ def openmp_flags() -> list[str]:
     return []
 
 
-def load(name: str, source: Path, what: str, cflags: list[str] = (), openmp: bool = False):
-    """The extension module built from `source` (a note on stderr the first time: it takes ~30 s)."""
+def load(name: str, source: Path | list[Path], what: str, cflags: list[str] = (), openmp: bool = False):
+    """The extension module built from `source` (one file or a list; a note on stderr the first
+    time: it takes ~30 s). Per-source instruction sets go in the sources (`#pragma GCC target`)."""
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # CUDA_HOME notice on CPU hosts
     from torch.utils import cpp_extension
 
@@ -28,8 +29,10 @@ def load(name: str, source: Path, what: str, cflags: list[str] = (), openmp: boo
         built = any(Path(cpp_extension._get_build_directory(name, verbose=False)).glob("*.so"))
     except Exception:
         built = False
+    sources = [source] if isinstance(source, Path) else list(source)
     if not built:
-        print(f"suite: building {what} ({source.name}; once per machine, about 30 s)", file=sys.stderr, flush=True)
+        print(f"suite: building {what} ({', '.join(s.name for s in sources)}; once per machine, about 30 s)",
+              file=sys.stderr, flush=True)
     flags = openmp_flags() if openmp else []
-    return cpp_extension.load(name, [str(source)], extra_cflags=[*cflags, *flags], extra_ldflags=flags,
+    return cpp_extension.load(name, [str(s) for s in sources], extra_cflags=[*cflags, *flags], extra_ldflags=flags,
                               with_cuda=False, verbose=False)

@@ -19,6 +19,8 @@ DOCUMENTED = {
     "SUITE_DATA_DIR": "a folder holding the datasets, searched after --data-dir",
     "XDG_CACHE_HOME": "the cache folder (default ~/.cache); datasets are downloaded to its lowbit-suite/data",
     "SUITE_FUSED_KERNELS": "0 turns the fused CPU kernels of the binary quantizers off (torch ops instead)",
+    "SUITE_KERNELS_ISA": "which build of the bit-packed low-bit kernels runs: auto (default: the fastest the CPU "
+                         "has), portable, avx2, avx512bw, avx512_vpopcntdq, or off (quantized layers stay emulated)",
     "SUITE_TENSOR_MEMORY": "0 does not install the counting CPU allocator (tensor memory then unmeasured)",
     "SUITE_MALLOC_TUNING": "0 leaves glibc's malloc settings alone (default: freed buffers kept for reuse)",
     "SUITE_DIST_TIMEOUT_MINUTES": "under torchrun: the process group's timeout for set-up and every collective "
@@ -58,6 +60,11 @@ def cache_dir() -> Path:
 
 def fused_kernels_off() -> bool:
     return _turned_off("SUITE_FUSED_KERNELS")
+
+
+def kernels_isa() -> str:
+    """SUITE_KERNELS_ISA, lower case; "auto" when unset (suite/kernels/dispatch.py checks the name)."""
+    return (_value("SUITE_KERNELS_ISA") or "auto").lower()
 
 
 def tensor_memory_off() -> bool:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from suite.kernels.forms import Codes, MaskedSigns, Signs
+from suite.nn import packed
 from suite.quant import packing
 
 # BNN binarizes activations with the next layer's sign input quantizer, so it needs a symmetric
@@ -95,3 +97,19 @@ def positive_int(name: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return value
+
+
+def _dropped_form(q: QuantizedThenDropped, training: bool):
+    """The packed form of a quantizer followed by dropout: the quantizer's in evaluation; while
+    training, dropped inputs are 0 and kept ones scaled by s = 1 / (1 - p): signs become masked signs
+    (s sign or 0), codes stay codes of step s times theirs (a dropped one is code 0)."""
+    form = packed.input_form(q.quantizer, training)
+    if not (training and q.dropout.p > 0) or form is None:
+        return form
+    scale = float(torch.ones(()).div_(1 - q.dropout.p))  # as dropout computes it: 1 / (1 - p) in float32
+    if isinstance(form, Signs):
+        return MaskedSigns(scale)
+    return Codes(form.bits, form.step * scale, form.offset) if not form.offset else None
+
+
+packed.INPUT_FORMS[QuantizedThenDropped] = _dropped_form

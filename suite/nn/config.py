@@ -49,6 +49,7 @@ class QuantConfig:
     weight_init_range: float | None = None  # U(-r, r) latent weights (BinaryConnect: r = H = 1); units as clip
     float_layers: tuple[str, ...] = ()  # positions ("first", "last") kept in full precision
     latent_bits: int = 32  # 32: float32 latent weights; 1..8: k-bit codes (suite/nn/latent.py)
+    arithmetic: str = "packed"  # packed | emulated: binary/low-bit products on the bit-packed kernels or in float
 
     def _init(self, layer, position):
         if self.weight_init_range is not None and position not in self.float_layers:
@@ -70,7 +71,8 @@ class QuantConfig:
                     input_quantizer=None if position == "first" else build_quantizer(self.input_quantizer, "input"),
                     gradient_quantizer=build_quantizer(self.gradient_quantizer, "gradient"),
                     clip_value=None if self.clip_weights is None else self.clip_weights * unit,
-                    lr_scale=LR_SCALES[self.lr_scale](fan_in, fan_out) if LR_SCALES[self.lr_scale] else None)
+                    lr_scale=LR_SCALES[self.lr_scale](fan_in, fan_out) if LR_SCALES[self.lr_scale] else None,
+                    arithmetic=self.arithmetic)
 
     def linear(self, in_features, out_features, bias=True, position=None) -> QuantLinear:
         opts = self._options(in_features, out_features, position)

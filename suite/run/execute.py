@@ -141,6 +141,7 @@ def execute(run: Run, data: Splits, device: torch.device, results_dir: Path, pro
 
     try:
         train_epochs(trainer, run, record, progress and main, save_progress)
+        record["model"].update(trainer.arithmetic())  # known after a forward pass (suite/nn/packed.py)
         if distributed.active():  # DDP and deterministic clipping keep the ranks' weights equal: checked
             record["distributed"]["max_weight_difference"] = distributed.max_weight_difference(trainer.model)
     except UserError:  # the results folder could not be written (full disk, ...): nothing more to record

@@ -18,6 +18,7 @@ from suite import tensor_memory
 from suite.data import Splits, batch_indices
 from suite.models import build_model
 from suite.nn import latent_clip_targets, weight_memory
+from suite.nn.packed import arithmetic_summary
 from suite.nn.storage import run_storage
 from suite.run import distributed
 from suite.run.checkpoint import restore_rng_states, rng_states
@@ -73,6 +74,13 @@ class Trainer:
         return {"parameters": sum(r["count"] for r in mem["layers"] if not r.get("derived")),  # latent codes too
                 "weight_memory_bytes": mem["total_bytes"], "float32_weight_bytes": mem["float32_bytes"],
                 "weight_memory_saving": mem["saving"], "quantized_weight_saving": mem["quantized_saving"]}
+
+    def arithmetic(self) -> dict:
+        """Which arithmetic the quantized layers ran in their last forward pass (for the record):
+        "packed" if any ran on the bit-packed kernels, else "emulated"; and the count per kind."""
+        layers = arithmetic_summary(self.model)
+        return {"arithmetic": "packed" if any(k.startswith("packed") for k in layers) else "emulated",
+                "arithmetic_layers": layers}
 
     def train_one_epoch(self) -> tuple[torch.Tensor, float, dict, int]:
         """Mean loss (a device tensor: no sync here), training seconds, peak memory, samples."""

@@ -46,6 +46,9 @@ class VariantSpec:
     gradient_quantizer: str = "none"  # applied to the gradient flowing back into each quantized layer's output
     clip_weights: float | None = None  # clip latent weights to [-c, c] after each update
     latent_bits: int = 32  # latent weights in float32 (32) or k-bit codes, k in 1..8 (suite/nn/latent.py)
+    # packed: binary/low-bit products on the bit-packed CPU kernels where a layer's weights and inputs
+    # both are (suite/nn/packed.py); emulated: in float32 on the quantized values. Same numbers.
+    arithmetic: str = "packed"
     lr_scale: str = "none"  # none | glorot (BinaryConnect's per-layer 1/sqrt(1.5/(fan_in+fan_out)))
     weight_init_range: float | None = None  # latent weights drawn from U(-r, r); None: torch default
     baseline: str | None = None  # id of the row in the spec's baselines file
@@ -69,7 +72,8 @@ class VariantSpec:
         return QuantConfig(weight_quantizer=self.weight_quantizer, input_quantizer=self.input_quantizer,
                            gradient_quantizer=self.gradient_quantizer, clip_weights=self.clip_weights,
                            lr_scale=self.lr_scale, weight_init_range=self.weight_init_range,
-                           float_layers=tuple(self.float_layers), latent_bits=self.latent_bits)
+                           float_layers=tuple(self.float_layers), latent_bits=self.latent_bits,
+                           arithmetic=self.arithmetic)
 
 
 @dataclass(frozen=True)

@@ -93,6 +93,7 @@ def _validate_seeds(seeds: list[int], where: str) -> None:
 def _validate_variant(spec: Spec, v: VariantSpec) -> None:
     from suite.models import check_model
     from suite.nn import LAYER_POSITIONS, LR_SCALES
+    from suite.nn.packed import ARITHMETICS
     from suite.quant import parse_quantizer
 
     where = f"{spec.path}: variants.{v.name}"
@@ -109,6 +110,7 @@ def _validate_variant(spec: Spec, v: VariantSpec) -> None:
     if v.model:
         check_model(spec.model_for(v), f"{where}.model")
     _one_of(f"{where}.lr_scale", v.lr_scale, LR_SCALES)
+    _one_of(f"{where}.arithmetic", v.arithmetic, ARITHMETICS)
     for key in ("clip_weights", "weight_init_range"):
         value = getattr(v, key)
         if value is not None and not value > 0:
