@@ -11,6 +11,7 @@ the committed reference; nothing here asserts a time.
 from __future__ import annotations
 
 import statistics
+import time
 
 from suite.timing import interleaved_samples  # noqa: F401 (the benchmarks' one interleaving)
 
