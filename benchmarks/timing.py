@@ -13,6 +13,8 @@ from __future__ import annotations
 import statistics
 import time
 
+import torch
+
 from suite.timing import interleaved_samples  # noqa: F401 (the benchmarks' one interleaving)
 
 
