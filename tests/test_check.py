@@ -68,7 +68,8 @@ def test_removed_straight_through_gradient_fails_on_accuracy(reference, capsys, 
     # A real quantizer break: BinaryConnect's backward returns sign's own derivative (zero almost
     # everywhere) instead of passing the gradient through, so the binarized weights never learn.
     monkeypatch.setattr(binary._BinarizeDeterministic, "backward",
-                        staticmethod(lambda ctx, grad: torch.zeros_like(grad)))
+                        staticmethod(lambda ctx, grad: (torch.zeros_like(grad),)
+                                     + (None,) * (len(ctx.needs_input_grad) - 1)))  # no gradient for h
     code, rows, table = run_check(reference, capsys)
     assert code == 1
     assert (SPEC, "det", "test error %") in failed(rows), table

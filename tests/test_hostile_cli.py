@@ -105,7 +105,8 @@ def _append(text: str):
 
 
 NAME = 'name = "binaryconnect-mnist"'
-DET_QUANTIZER = 'weight_quantizer = "binaryconnect"\nclip_weights'
+DET_QUANTIZER = ('weight_quantizer = \'binaryconnect(scale="glorot")\'   # binary values +-W0 per layer (layer.py)'
+                 '\nclip_weights')
 SPEC_FILES = {
     # names become folders and files under the results folder
     "name-parent": (_edit(NAME, 'name = "../../../../x"'), "name: '../../../../x' is not a safe name"),
@@ -119,9 +120,9 @@ SPEC_FILES = {
     "name-newline": (_edit(NAME, 'name = "a\\nb"'), "is not a safe name"),
     "name-nul": (_edit(NAME, 'name = "a\\u0000b"'), "is not a safe name"),
     "name-not-a-string": (_edit(NAME, "name = 3"), "name: expected a string"),
-    "variant-slash": (_edit("[variants.det]", '[variants."a/b"]'), "variants: 'a/b' is not a safe name"),
-    "variant-dotdot": (_edit("[variants.det]", '[variants.".."]'), "variants: '..' is not a safe name"),
-    "variant-space": (_edit("[variants.det]", '[variants."a b"]'), "is not a safe name"),
+    "variant-slash": (_edit("[variants.float]", '[variants."a/b"]'), "variants: 'a/b' is not a safe name"),
+    "variant-dotdot": (_edit("[variants.float]", '[variants.".."]'), "variants: '..' is not a safe name"),
+    "variant-space": (_edit("[variants.float]", '[variants."a b"]'), "is not a safe name"),
     "profile-parent": (_edit("[profiles.smoke]", '[profiles."../p"]'), "profiles: '../p' is not a safe name"),
     "baselines-parent": (_edit('baselines = "binaryconnect.csv"', 'baselines = "../../etc/passwd"'),
                          "baselines: '../../etc/passwd' is not a safe name"),
@@ -151,12 +152,12 @@ SPEC_FILES = {
     "seed-negative": (_edit("seeds = [1, 2, 3, 4, 5, 6]", "seeds = [-1]"), "is outside 0..2^63-1"),
     "seed-twice": (_edit("seeds = [1, 2, 3, 4, 5, 6]", "seeds = [1, 1]"), "a seed is listed twice"),
     "seeds-empty": (_edit("seeds = [1, 2, 3, 4, 5, 6]", "seeds = []"), "train.seeds: at least one seed"),
-    "init-range-inf": (_edit("weight_init_range = 1.0", "weight_init_range = inf"),
+    "init-range-inf": (_edit("weight_init_range = 2.0", "weight_init_range = inf"),
                        "variants.det.weight_init_range: must be a finite number"),
-    "init-range-zero": (_edit("weight_init_range = 1.0", "weight_init_range = 0.0"), "must be positive"),
-    "lr-inf": (_edit("lr_start = 0.01", "lr_start = inf"), "train.lr_start: must be a finite number"),
-    "lr-nan": (_edit("lr_start = 0.01", "lr_start = nan"), "train.lr_start: must be a finite number"),
-    "lr-zero": (_edit("lr_start = 0.01", "lr_start = 0.0"), "must be positive"),
+    "init-range-zero": (_edit("weight_init_range = 2.0", "weight_init_range = 0.0"), "must be positive"),
+    "lr-inf": (_edit("lr_start = 0.3", "lr_start = inf"), "train.lr_start: must be a finite number"),
+    "lr-nan": (_edit("lr_start = 0.3", "lr_start = nan"), "train.lr_start: must be a finite number"),
+    "lr-zero": (_edit("lr_start = 0.3", "lr_start = 0.0"), "must be positive"),
     "clip-inf": (_edit("clip_weights = 1.0", "clip_weights = inf"), "clip_weights: must be a finite number"),
     "clip-negative": (_edit("clip_weights = 1.0", "clip_weights = -1.0"), "clip_weights: must be positive"),
     "max-loss-nan": (_edit("momentum = 0.0", "momentum = 0.0\nmax_loss = nan"), "train.max_loss: must be a finite"),
@@ -170,7 +171,7 @@ SPEC_FILES = {
     "batch-above-train-size": (_edit("batch_size = 200", "batch_size = 99999"), "is larger than data.train_size"),
     "train-size-zero": (_edit("train_size = 50000", "train_size = 0"), "data.train_size: must be positive"),
     "dataset-unknown": (_edit('dataset = "mnist"', 'dataset = "mnsit"'), "data.dataset: 'mnsit' is not one of"),
-    "exponential-without-end": (_edit("lr_end = 3e-6", ""), "train.lr_end: required by lr_schedule"),
+    "exponential-without-end": (_edit("lr_end = 0.01", ""), "train.lr_end: required by lr_schedule"),
     # quantizer references
     "quantizer-arg-twice": (_edit(DET_QUANTIZER, 'weight_quantizer = "binaryconnect(stochastic=True, '
                                   'stochastic=False)"\nclip_weights'), "argument 'stochastic' given twice"),

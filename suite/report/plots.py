@@ -45,7 +45,7 @@ def plot_curves(records: list[dict], path: Path) -> bool:
         x = list(range(1, n + 1))
         for ax, key in zip(axes, ("train_loss", "val_error", "test_error"), strict=True):
             ys = [statistics.fmean(r["epochs"][i][key] for r in runs) for i in range(n)
-                  if all(r["epochs"][i][key] is not None for r in runs)]
+                  if all(r["epochs"][i].get(key) is not None for r in runs)]  # val_error may be absent
             if ys:
                 line, = ax.plot(x[: len(ys)], ys, label=f"{name} (n={len(runs)})", marker="." if n < 30 else None)
                 if key == "test_error" and name in paper:
