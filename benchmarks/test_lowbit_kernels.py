@@ -7,7 +7,8 @@ batch (torch.ops.mkldnn._linear_pointwise, inductor's path) and torch._C._nn.mkl
 converted to oneDNN's layout each call); "float" in a ratio is the fastest of them. The packed
 operands of a product are packed once (weights as panels, inputs as rows), as deployed weights and
 the previous layer's packed output would be; convolutions pack their float input on every call.
-Ratios are named A_over_B (the median of the per-round ratios): float_over_xnor is the speed-up.
+Ratios are named A_over_B (the median of the per-round ratios), the watched candidate on top as the
+gate reads them: xnor_over_float is the packed product's time over float's (its inverse the speed-up).
 """
 
 import pytest
@@ -75,7 +76,7 @@ def test_xnor_matmul_1024(benchmark, batch):
     fns, n = chunked(fns, 0.002)
     samples = interleaved_samples(fns, 25 if batch > 1 else 40)
     samples, best = _with_float_best(samples, floats)
-    pairs = [("float", "xnor")] + [(f, "xnor") for f in floats] + [("float", f"xnor_{n}") for n in _isas()]
+    pairs = [("xnor", "float")] + [("xnor", f) for f in floats] + [(f"xnor_{n}", "float") for n in _isas()]
     record_chunks(benchmark, samples, n, pairs, float_best=best, kernels=K.status(), shape=[batch, 1024, 1024])
 
 
@@ -104,7 +105,7 @@ def test_binary_conv_alexnet(benchmark, layer, batch):
     assert torch.allclose(fns["packed"](), want * alpha.view(-1, 1, 1) + bias.view(-1, 1, 1), rtol=1e-5, atol=1e-4)
     fns, n = chunked(fns, 0.002)
     samples = interleaved_samples(fns, 15)
-    record_chunks(benchmark, samples, n, [("float", "packed")] + [("float", f"packed_{isa}") for isa in _isas()],
+    record_chunks(benchmark, samples, n, [("packed", "float")] + [(f"packed_{isa}", "float") for isa in _isas()],
            kernels=K.status(), shape=[batch, cin, cout, 13, 13])
 
 
@@ -133,5 +134,5 @@ def test_bitserial_gemm_1024(benchmark, x_bits, w_bits):
     fns, n = chunked(fns, 0.002)
     samples = interleaved_samples(fns, 20)
     samples, best = _with_float_best(samples, floats)
-    record_chunks(benchmark, samples, n, [("float", "bitserial"), ("float", "with_packing")], float_best=best,
+    record_chunks(benchmark, samples, n, [("bitserial", "float"), ("with_packing", "float")], float_best=best,
            kernels=K.status(), bits=[x_bits, w_bits])

@@ -86,15 +86,15 @@ def test_bnn_mlp_inference_on_mnist(benchmark):
     float_bytes = 4 * sum(m.weight.numel() for m in floats.modules() if isinstance(m, nn.Linear))
     stored = packed_bytes(exported)["packed_layers"]
     weight_bits = sum(m.words.numel() * 8 for m in exported.modules() if isinstance(m, PackedLinear))
-    record_chunks(benchmark, samples, n, [("float", "exported"), ("float", "packed_layers"), ("float", "emulated"),
-                                      ("emulated", "exported")],
+    record_chunks(benchmark, samples, n, [("exported", "float"), ("packed_layers", "float"), ("emulated", "float"),
+                                      ("exported", "emulated")],
            data=source, test_images=len(splits.test_x), kernels=K.status(),
            test_accuracy=float((preds["emulated"] == splits.test_y).float().mean()),
            predictions_differing_exported=int((preds["exported"] != preds["emulated"]).sum()),
            predictions_differing_packed_layers=int((preds["packed_layers"] != preds["emulated"]).sum()),
            float_weight_bytes=float_bytes, packed_weight_bytes=weight_bits, packed_layer_bytes=stored,
-           float_weight_bytes_over_packed_weight_bytes=float_bytes / weight_bits,
-           float_weight_bytes_over_packed_layer_bytes=float_bytes / stored)
+           weights_times_smaller_packed=float_bytes / weight_bits,
+           weights_times_smaller_with_scales=float_bytes / stored)
 
 
 def test_bnn_linear_training_step(benchmark):

@@ -259,3 +259,16 @@ def test_benchmark_ratios_against_their_reference(tmp_path):
     assert row.ok and "another CPU (Another CPU)" in row.bound
     (row,) = bench.check_benchmarks(bench_json(1.1 * 2.0, seed=8), reference)
     assert not row.ok and row.verdict.startswith("SLOWER") and f"{bench.FOREIGN_CPU_BOUND:g}x" in row.bound
+    (row,) = bench.check_benchmarks(empty, reference)  # e.g. a kernel build this CPU lacks
+    assert row.ok and row.verdict.startswith("not measured on this CPU")
+
+
+def test_time_against_another_cpus_reference_judges_only_a_gross_slowdown():
+    # the low-bit kernels' builds differ between CPU models: their share of the work moves more
+    foreign = Attempt({"calibration": CALIBRATION, "other_load": 0.0, "provenance": {"device_name": "Another CPU"}},
+                      REFERENCE.records, {"det": samples(10.0)})
+    rows = compare("s", foreign, attempt(REFERENCE.records, {"det": samples(17.0, seed=5)}))
+    row = next(r for r in rows if r.metric == "training work ÷ calibration")
+    assert row.ok and "another CPU (Another CPU)" in row.bound  # 1.7x: beyond 1.5x, inside 2x
+    rows = compare("s", foreign, attempt(REFERENCE.records, {"det": samples(25.0, seed=6)}))
+    assert verdicts(rows)["training work ÷ calibration"].startswith("SLOWER")

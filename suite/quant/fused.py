@@ -32,9 +32,7 @@ records note which path ran (`provenance.fused_cpu_kernels`).
 from __future__ import annotations
 
 import contextlib
-import sys
 import threading
-import time
 import warnings
 from pathlib import Path
 
@@ -84,42 +82,9 @@ def prepare():
 
 
 def _build():
-    import logging
+    from suite.extensions import load
 
-    # cpp_extension warns on import about CUDA_HOME on machines without CUDA: not ours to show
-    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
-    from torch.utils import cpp_extension
-
-    built_before = _built_before(cpp_extension)
-    if not built_before:
-        print(f"suite: building the fused CPU kernels for the binary quantizers ({_SOURCE.name}; once per "
-              "machine, about 20 s)", file=sys.stderr, flush=True)
-    t0 = time.perf_counter()
-    openmp = _openmp_flags()
-    module = cpp_extension.load(_NAME, [str(_SOURCE)], extra_cflags=["-O3", *openmp], extra_ldflags=openmp,
-                                with_cuda=False, verbose=False)
-    if not built_before:
-        print(f"suite: built in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
-    return module
-
-
-def _openmp_flags() -> list[str]:
-    """-fopenmp where torch's own threads are OpenMP's (Linux wheels). Without it at::parallel_for
-    compiles to a serial loop: measured here, the kernels then ran at half the speed of torch's
-    2-thread ops. The extension links libgomp.so.1, which resolves to the copy torch already loaded,
-    so torch and the kernels share one thread pool (and torch.set_num_threads)."""
-    if sys.platform.startswith("linux") and "parallel backend: OpenMP" in torch.__config__.parallel_info():
-        return ["-fopenmp"]
-    return []
-
-
-def _built_before(cpp_extension) -> bool:
-    """Whether a build of this name exists (torch rebuilds it anyway if the source changed)."""
-    try:
-        folder = Path(cpp_extension._get_build_directory(_NAME, verbose=False))
-    except Exception:
-        return False
-    return any(folder.glob("*.so"))
+    return load(_NAME, _SOURCE, "the fused CPU kernels for the binary quantizers", cflags=["-O3"], openmp=True)
 
 
 def status() -> str:

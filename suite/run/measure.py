@@ -110,7 +110,8 @@ def _git_commit() -> str | None:
     return (commit + ("+dirty" if dirty else "")) if commit else None
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), as records and references name it."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -140,7 +141,7 @@ def provenance(device: torch.device) -> dict:
         "numpy": numpy.__version__,
         "platform": platform.platform(),
         "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_model(),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model(),
         "torch_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
         "fused_cpu_kernels": fused.status(),  # the binary quantizers' CPU path (suite/quant/fused.py)
