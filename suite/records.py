@@ -233,6 +233,7 @@ _COMPLETED_TRAINING = {
     "summary": {"epochs_run": "int", "test_error_at_best_val": "num", "median_epoch_seconds": "num",
                 "peak_rss_mb": "num", "final_test_error?": "num", "min_test_error?": "num|null",
                 "test_error_top5_at_best_val?": "num|null", "peak_cuda_mb?": "num|null",
+                "peak_tensor_mb?": "num|null", "step_tensor_mb?": "num|null",
                 **{f"{key}?": "num|null" for key in SUMMARY_COLUMNS}},
     "provenance": _PROVENANCE}
 _COMPLETED_STUDY = {"summary": {"seconds": "num"}, "provenance": _PROVENANCE, "tables": "obj", "curves?": "obj"}

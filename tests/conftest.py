@@ -3,10 +3,17 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import settings
 
 from suite.run import allocator
 
 allocator.keep_freed_memory()  # as the CLI does: the tests and benchmarks measure what a run gets
+
+# The property tests draw the same examples on every run: CI must not fail on a draw it never made
+# before (explore new ones locally with --hypothesis-profile=explore).
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile("ci")
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("SUITE_DATA_DIR") or ROOT.parent / "shared" / "data")
