@@ -40,16 +40,7 @@ STAGE_LABELS = {"dense": "dense (reference)", "pruned": "pruned + retrained (P)"
 
 
 @dataclass(frozen=True)
-class Params:
-    dataset: str = "mnist"
-    source: str = "full"
-    train_size: int = 60000
-    val_size: int = 0
-    test_size: int | None = None
-    preprocessing: str = "unit"
-    test_set: str = "standard"
-    image_size: int | None = None
-    model: str = "mlp"
+class Params(trainloop.DataParams):
     model_args: dict = field(default_factory=lambda: {"hidden": [300, 100], "batchnorm": False,
                                                       "output_batchnorm": False})
     layer_names: list[str] = field(default_factory=lambda: ["ip1", "ip2", "ip3"])

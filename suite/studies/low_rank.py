@@ -27,16 +27,7 @@ from suite.timing import interleaved_samples, repeats_for
 
 
 @dataclass(frozen=True)
-class Params:
-    dataset: str = "mnist"
-    source: str = "full"
-    train_size: int = 60000
-    val_size: int = 0
-    test_size: int | None = None
-    preprocessing: str = "unit"
-    test_set: str = "standard"
-    image_size: int | None = None
-    model: str = "mlp"
+class Params(trainloop.DataParams):
     model_args: dict = field(default_factory=lambda: {"hidden": [1024, 1024], "batchnorm": False,
                                                       "output_batchnorm": False})
     epochs: int = 10

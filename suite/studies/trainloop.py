@@ -8,6 +8,7 @@ from $SUITE_DATA_DIR or the download cache: a study's `run` is not handed --data
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
@@ -17,6 +18,22 @@ from suite.data import Splits, batch_indices, load_splits
 from suite.models import ModelSpec, build_model
 from suite.nn import QuantConfig
 from suite.train.backprop import error_percent
+
+
+@dataclass(frozen=True)
+class DataParams:
+    """A training study's data and model fields (what `study_data` and `study_model` read); a
+    study's Params extends it, overriding a default where its paper differs."""
+    dataset: str = "mnist"
+    source: str = "full"
+    train_size: int = 60000
+    val_size: int = 0
+    test_size: int | None = None
+    preprocessing: str = "unit"
+    test_set: str = "standard"
+    image_size: int | None = None
+    model: str = "mlp"
+    model_args: dict = field(default_factory=dict)
 
 
 def study_data(p, device: torch.device) -> Splits:
