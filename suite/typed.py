@@ -6,8 +6,11 @@ and what was expected. Used by the spec loader and by the studies' parameter tab
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import difflib
+import inspect
+import re
 import types
 import typing
 from typing import Any
@@ -89,3 +92,38 @@ def build(cls: type, table: Any, where: str, **given: Any) -> Any:
             raise UserError(f"{where}.{name}: missing (required)")
     return cls(**kwargs)
 
+
+
+_CALL = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(?:\((.*)\))?\s*$", re.S)
+
+
+def parse_call(ref: str, classes: dict[str, type], what: str, known: str) -> tuple[str, dict]:
+    """``"name(key=value, ...)"`` -> ``(name, kwargs)`` for a spec reference to one of `classes`
+    (quantizers, gradient compressions): literals only, each key once, every key one the class's
+    constructor takes. `what` names the kind in messages, `known` lists the valid names."""
+    m = _CALL.match(ref)
+    if not m:
+        raise UserError(f"{ref!r}: expected NAME or NAME(key=value, ...)")
+    name, args = m.group(1), m.group(2)
+    if name not in classes:
+        raise UserError(f"unknown {what} {name!r}{suggest(name, classes)}; known: {known}")
+    kwargs = {}
+    if args and args.strip():
+        src = re.sub(r"\btrue\b", "True", re.sub(r"\bfalse\b", "False", args))  # TOML-style booleans
+        try:
+            call = ast.parse(f"f({src})", mode="eval").body
+            if call.args:
+                raise ValueError("positional arguments")
+            for kw in call.keywords:
+                if kw.arg is None:
+                    raise ValueError("no ** arguments")
+                if kw.arg in kwargs:  # Python's parser lets f(a=1, a=2) through; its compiler would not
+                    raise ValueError(f"argument {kw.arg!r} given twice")
+                kwargs[kw.arg] = ast.literal_eval(kw.value)
+        except (SyntaxError, ValueError, TypeError, MemoryError, RecursionError) as e:
+            raise UserError(f"{ref!r}: arguments must be key=value literals, each given once ({e})") from None
+    valid = [p for p in inspect.signature(classes[name].__init__).parameters if p != "self"]
+    for key in kwargs:
+        if key not in valid:
+            raise UserError(f"{ref!r}: {what} {name!r} has no argument {key!r}; it takes: {', '.join(valid) or 'none'}")
+    return name, kwargs

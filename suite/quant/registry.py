@@ -1,14 +1,11 @@
 """Name -> quantizer class, and parsing of ``name(key=value, ...)`` references from specs."""
 
-import ast
-import difflib
-import inspect
-import re
 
 import torch.nn as nn
 
 from suite.errors import UserError
 from suite.quant import fused
+from suite.typed import parse_call
 
 QUANTIZERS: dict[str, type[nn.Module]] = {}
 
@@ -17,7 +14,6 @@ QUANTIZERS: dict[str, type[nn.Module]] = {}
 # quantizer (identity in the forward pass) can never be taken for a weight quantizer.
 ROLES = ("weight", "input", "gradient")
 
-_REF = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(?:\((.*)\))?\s*$", re.S)
 
 
 def register(cls: type[nn.Module]) -> type[nn.Module]:
@@ -50,35 +46,8 @@ def _check_role(ref: str, name: str, role: str | None) -> None:
 def parse_quantizer(ref: str, role: str | None = None) -> tuple[str, dict]:
     """``"dorefa_weight(bits=2)"`` -> ``("dorefa_weight", {"bits": 2})``, checked against the class
     signature and, when `role` ("weight", "input" or "gradient") is given, against its roles."""
-    m = _REF.match(ref)
-    if not m:
-        raise UserError(f"{ref!r}: expected NAME or NAME(key=value, ...)")
-    name, args = m.group(1), m.group(2)
-    if name not in QUANTIZERS:
-        close = difflib.get_close_matches(name, list(QUANTIZERS), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise UserError(f"unknown quantizer {name!r}{hint}; known: {', '.join(sorted(QUANTIZERS))}")
+    name, kwargs = parse_call(ref, QUANTIZERS, "quantizer", ", ".join(sorted(QUANTIZERS)))
     _check_role(ref, name, role)
-    kwargs = {}
-    if args and args.strip():
-        # TOML-style booleans are accepted too: stochastic=true
-        src = re.sub(r"\btrue\b", "True", re.sub(r"\bfalse\b", "False", args))
-        try:
-            call = ast.parse(f"f({src})", mode="eval").body
-            if call.args:
-                raise ValueError("positional arguments")
-            for kw in call.keywords:
-                if kw.arg in kwargs:  # Python's parser lets f(a=1, a=2) through; its compiler would not
-                    raise ValueError(f"argument {kw.arg!r} given twice")
-                kwargs[kw.arg] = ast.literal_eval(kw.value)
-        except (SyntaxError, ValueError, TypeError, MemoryError, RecursionError) as e:
-            raise UserError(f"{ref!r}: arguments must be key=value literals, each given once ({e})") from None
-    params = inspect.signature(QUANTIZERS[name].__init__).parameters
-    for key in kwargs:
-        if key not in params or key == "self":
-            valid = [p for p in params if p != "self"]
-            raise UserError(f"{ref!r}: quantizer {name!r} has no argument {key!r}; "
-                            f"it takes: {', '.join(valid) or 'none'}")
     return name, kwargs
 
 

@@ -18,53 +18,21 @@ gradient dropping's residuals). References are written as quantizers are, ``name
 
 from __future__ import annotations
 
-import ast
-import difflib
-import inspect
-import re
-
 from suite.errors import UserError
 from suite.train.gradient_compression.allreduce import AllReduce
 from suite.train.gradient_compression.base import CompressionHook, ddp_hook
 from suite.train.gradient_compression.dropping import GradientDropping
 from suite.train.gradient_compression.terngrad import TernGrad
+from suite.typed import parse_call
 
 COMPRESSIONS: dict[str, type[CompressionHook]] = {c.name: c for c in (AllReduce, TernGrad, GradientDropping)}
 NONE = "none"  # no hook: DDP's built-in all-reduce (bytes not counted)
 
-_REF = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(?:\((.*)\))?\s*$", re.S)
 
 
 def parse(ref: str) -> tuple[str, dict]:
     """``"terngrad(clip=0)"`` -> ``("terngrad", {"clip": 0})``, checked against the class signature."""
-    m = _REF.match(ref)
-    if not m:
-        raise UserError(f"{ref!r}: expected NAME or NAME(key=value, ...)")
-    name, args = m.group(1), m.group(2)
-    if name not in COMPRESSIONS:
-        close = difflib.get_close_matches(name, list(COMPRESSIONS), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise UserError(f"unknown gradient compression {name!r}{hint}; known: {NONE}, {', '.join(COMPRESSIONS)}")
-    kwargs = {}
-    if args and args.strip():
-        src = re.sub(r"\btrue\b", "True", re.sub(r"\bfalse\b", "False", args))  # TOML-style booleans
-        try:
-            call = ast.parse(f"f({src})", mode="eval").body
-            if call.args:
-                raise ValueError("positional arguments")
-            names = [kw.arg for kw in call.keywords]  # the parser keeps a repeated keyword (the compiler refuses it)
-            if None in names:
-                raise ValueError("no ** arguments")
-            if twice := sorted({n for n in names if names.count(n) > 1}):
-                raise ValueError(f"argument {twice[0]!r} given twice")
-            kwargs = {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords}
-        except (SyntaxError, ValueError) as e:
-            raise UserError(f"{ref!r}: arguments must be key=value literals ({e})") from None
-    valid = [p for p in inspect.signature(COMPRESSIONS[name].__init__).parameters if p != "self"]
-    for key in kwargs:
-        if key not in valid:
-            raise UserError(f"{ref!r}: {name!r} has no argument {key!r}; it takes: {', '.join(valid) or 'none'}")
-    return name, kwargs
+    return parse_call(ref, COMPRESSIONS, "gradient compression", f"{NONE}, {', '.join(COMPRESSIONS)}")
 
 
 def build(ref: str) -> CompressionHook | None:
