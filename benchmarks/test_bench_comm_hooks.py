@@ -66,6 +66,8 @@ def test_hook_step_vs_allreduce(benchmark, group_of_one):
     base = min(samples["allreduce"])
     benchmark.extra_info["samples"] = samples
     benchmark.extra_info["steps_per_chunk"] = STEPS_PER_CHUNK
+    # compressing and packing against a plain allreduce: unlike work (suite/check/bench.py)
+    benchmark.extra_info["unlike_work"] = [f"{ref}_over_allreduce" for ref in CANDIDATES[1:]]
     benchmark.extra_info["bytes_per_step"] = {ref: h.bytes_per_step for ref, (_, h) in steppers.items()}
     for ref in CANDIDATES[1:]:
         benchmark.extra_info[f"{ref}_over_allreduce"] = min(samples[ref]) / base

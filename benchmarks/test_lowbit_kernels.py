@@ -77,7 +77,8 @@ def test_xnor_matmul_1024(benchmark, batch):
     samples = interleaved_samples(fns, 25 if batch > 1 else 40)
     samples, best = _with_float_best(samples, floats)
     pairs = [("xnor", "float")] + [("xnor", f) for f in floats] + [(f"xnor_{n}", "float") for n in _isas()]
-    record_chunks(benchmark, samples, n, pairs, float_best=best, kernels=K.status(), shape=[batch, 1024, 1024])
+    record_chunks(benchmark, samples, n, pairs, unlike=tuple(k for k in samples if k.startswith("xnor")),
+                  float_best=best, kernels=K.status(), shape=[batch, 1024, 1024])
 
 
 ALEXNET = {"conv3": (256, 384), "conv4": (384, 384), "conv5": (384, 256)}  # 3x3, padding 1, 13 x 13 maps
@@ -106,7 +107,8 @@ def test_binary_conv_alexnet(benchmark, layer, batch):
     fns, n = chunked(fns, 0.002)
     samples = interleaved_samples(fns, 15)
     record_chunks(benchmark, samples, n, [("packed", "float")] + [(f"packed_{isa}", "float") for isa in _isas()],
-           kernels=K.status(), shape=[batch, cin, cout, 13, 13])
+                  unlike=tuple(k for k in samples if k.startswith("packed")), kernels=K.status(),
+                  shape=[batch, cin, cout, 13, 13])
 
 
 @pytest.mark.parametrize("x_bits,w_bits", [(2, 1), (4, 1), (2, 2)])
@@ -134,5 +136,6 @@ def test_bitserial_gemm_1024(benchmark, x_bits, w_bits):
     fns, n = chunked(fns, 0.002)
     samples = interleaved_samples(fns, 20)
     samples, best = _with_float_best(samples, floats)
-    record_chunks(benchmark, samples, n, [("bitserial", "float"), ("with_packing", "float")], float_best=best,
+    record_chunks(benchmark, samples, n, [("bitserial", "float"), ("with_packing", "float")],
+                  unlike=("bitserial", "with_packing"), float_best=best,
            kernels=K.status(), bits=[x_bits, w_bits])

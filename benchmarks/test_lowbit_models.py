@@ -87,7 +87,7 @@ def test_bnn_mlp_inference_on_mnist(benchmark):
     stored = packed_bytes(exported)["packed_layers"]
     weight_bits = sum(m.words.numel() * 8 for m in exported.modules() if isinstance(m, PackedLinear))
     record_chunks(benchmark, samples, n, [("exported", "float"), ("packed_layers", "float"), ("emulated", "float"),
-                                      ("exported", "emulated")],
+                                      ("exported", "emulated")], unlike=("exported", "packed_layers"),
            data=source, test_images=len(splits.test_x), kernels=K.status(),
            test_accuracy=float((preds["emulated"] == splits.test_y).float().mean()),
            predictions_differing_exported=int((preds["exported"] != preds["emulated"]).sum()),
@@ -126,7 +126,7 @@ def test_bnn_linear_training_step(benchmark):
     fns, n = chunked(fns, 0.05)
     samples = interleaved_samples(fns, 15)
     record_chunks(benchmark, samples, n, [("packed", "float"), ("emulated", "float"), ("packed", "emulated")],
-           kernels=K.status(), steps_per_call=5)
+                  unlike=("packed",), kernels=K.status(), steps_per_call=5)
 
 
 def test_bnn_mnist_quick_training_steps(benchmark):
@@ -162,4 +162,5 @@ def test_bnn_mnist_quick_training_steps(benchmark):
     fns, n = chunked(fns, 0.2)
     samples = interleaved_samples(fns, 8)
     record_chunks(benchmark, samples, n, [("packed", "float"), ("emulated", "float"), ("packed", "emulated")],
-           kernels=K.status(), data=source, steps_per_call=20, batch=100, arithmetic_used=used)
+                  unlike=("packed",), kernels=K.status(), data=source, steps_per_call=20, batch=100,
+                  arithmetic_used=used)

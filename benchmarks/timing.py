@@ -19,12 +19,16 @@ from suite.timing import interleaved_samples  # noqa: F401 (the benchmarks' one 
 
 
 def record(benchmark, samples: dict[str, list[float]], ratios: list[tuple[str, str]], per_chunk: int = 1,
-           **info) -> dict:
+           unlike: tuple[str, ...] = (), **info) -> dict:
     """Store the samples and each ratio A_over_B (the median of the per-round ratios) in the
-    benchmark's extra_info, with any other figures in `info`; return the ratios."""
+    benchmark's extra_info, with any other figures in `info`; return the ratios. `unlike`: the
+    candidates whose work differs in kind from the others' (popcount kernels, factorized networks):
+    a ratio with one of them on one side only is listed in ``unlike_work``, which the gate judges
+    with a wider bound (suite/check/bench.py)."""
     out = {f"{a}_over_{b}": statistics.median(x / y for x, y in zip(samples[a], samples[b], strict=True))
            for a, b in ratios}
     benchmark.extra_info["samples"] = samples
+    benchmark.extra_info["unlike_work"] = sorted(f"{a}_over_{b}" for a, b in ratios if (a in unlike) != (b in unlike))
     benchmark.extra_info.update({f"{k}_ms_per_step": 1000 * statistics.median(v) / per_chunk
                                  for k, v in samples.items()})
     benchmark.extra_info.update(out)

@@ -253,7 +253,7 @@ def test_benchmark_ratios_against_their_reference(tmp_path):
 
     # a reference made on another CPU model: only a gross slowdown is judged, and the row says why
     meta = json.loads(reference.read_text())
-    meta["provenance"]["device_name"] = "Another CPU"
+    meta["provenance"]["device_name"] = meta["provenance"]["cpu"] = "Another CPU"
     reference.write_text(json.dumps(meta))
     (row,) = bench.check_benchmarks(bench_json(1.1 * 1.3, seed=6), reference)
     assert row.ok and "another CPU (Another CPU)" in row.bound
@@ -261,6 +261,43 @@ def test_benchmark_ratios_against_their_reference(tmp_path):
     assert not row.ok and row.verdict.startswith("SLOWER") and f"{bench.FOREIGN_CPU_BOUND:g}x" in row.bound
     (row,) = bench.check_benchmarks(empty, reference)  # e.g. a kernel build this CPU lacks
     assert row.ok and row.verdict.startswith("not measured on this CPU")
+
+
+def test_unlike_work_is_judged_against_a_wide_bound_and_only_on_the_same_cpu_design(tmp_path):
+    # a popcount kernel over float BLAS moves with the machine's balance, not only its speed
+    def bench_json(ratio, seed=0):
+        path = tmp_path / f"bench{ratio}-{seed}.json"
+        floats = samples(2.0, 25, 0.05, seed)
+        xnor = [f * r for f, r in zip(floats, samples(ratio, 25, 0.03, seed + 1), strict=True)]
+        path.write_text(json.dumps({"benchmarks": [
+            {"fullname": "benchmarks/test_lowbit_kernels.py::test_xnor_matmul_1024[1]",
+             "extra_info": {"samples": {"xnor": xnor, "float": floats}, "xnor_over_float": ratio,
+                            "unlike_work": ["xnor_over_float"]}}]}))
+        return path
+
+    reference = tmp_path / "benchmarks.json"
+    bench.check_benchmarks(bench_json(0.05), reference, update=True)
+    (row,) = bench.check_benchmarks(bench_json(0.05 * 2.9, seed=3), reference)  # another host's balance
+    assert row.ok and "unlike work" in row.bound and f"{bench.UNLIKE_WORK_BOUND:g}x" in row.bound
+    (row,) = bench.check_benchmarks(bench_json(0.05 * 6.0, seed=4), reference)  # the kernel lost its vector code
+    assert not row.ok and row.verdict.startswith("SLOWER")
+    meta = json.loads(reference.read_text())
+    meta["provenance"]["cpu"] = "AMD EPYC (family 23, model 49; avx2)"
+    reference.write_text(json.dumps(meta))
+    (row,) = bench.check_benchmarks(bench_json(0.05 * 6.0, seed=4), reference)
+    assert row.ok and row.verdict.startswith("not judged: unlike work") and "family 23" in row.verdict
+
+
+def test_cpu_design_is_told_by_signature_where_the_model_name_is_shared():
+    from suite.run.measure import cpu_model, cpu_signature, made_on_this_cpu
+
+    assert made_on_this_cpu({"device_name": cpu_model(), "cpu": cpu_signature()}) == (True, cpu_signature())
+    # a virtual machine names several generations "AMD EPYC": the signature tells them apart
+    same_name = {"device_name": cpu_model(), "cpu": f"{cpu_model()} (family 0, model 0; avx2)"}
+    assert made_on_this_cpu(same_name)[0] is False
+    assert made_on_this_cpu({"device_name": cpu_model()})[0] is True  # an older reference: by name
+    assert made_on_this_cpu({"device_name": "Another CPU"}) == (False, "Another CPU")
+    assert made_on_this_cpu(None)[0] is True
 
 
 def test_time_against_another_cpus_reference_judges_only_a_gross_slowdown():

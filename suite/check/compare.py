@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from suite.check import stats
 from suite.check.timing import CALIBRATION
 from suite.records import flat, record_config
-from suite.run.measure import cpu_model
+from suite.run.measure import made_on_this_cpu
 
 K_SIGMA = 3.0  # accuracy bound: reference mean ± K_SIGMA x the single-run std across seeds ...
 ERROR_FLOOR = 1.0  # ... but at least this many percentage points of test error
@@ -137,8 +137,8 @@ def time_row(spec: str, variant: str, ref: Attempt, ours: Attempt, final: bool =
     ref_t, our_t = ref.timing.get(variant), ours.timing.get(variant)
     if not our_t:
         return None
-    ref_cpu = (ref.meta.get("provenance") or {}).get("device_name")
-    limit = TIME_BOUND if ref_cpu in (None, cpu_model()) else FOREIGN_CPU_TIME_BOUND
+    same_cpu, ref_cpu = made_on_this_cpu(ref.meta.get("provenance"))
+    limit = TIME_BOUND if same_cpu else FOREIGN_CPU_TIME_BOUND
     metric = "training work ÷ calibration"
     bound = f"≤ {limit:g}x ref (95% CI)" + ("" if limit == TIME_BOUND else
                                             f"; reference made on another CPU ({ref_cpu})")

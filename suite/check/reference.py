@@ -179,5 +179,6 @@ def provenance_meta() -> dict:
 
     p = provenance(torch.device("cpu"))
     return {"provenance": {k: p.get(k) for k in ("git_commit", "torch", "python", "platform", "device_name",
-                                                  "cpu_count")},
+                                                  "cpu", "cpu_count")},
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+

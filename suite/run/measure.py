@@ -121,6 +121,42 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+# The instruction sets that decide which kernel builds run (suite/kernels/dispatch.py) and so how
+# fast low-bit work is against float work.
+_ISA_FLAGS = ("avx2", "avx512f", "avx512bw", "avx512_vpopcntdq", "avx512_vnni")
+
+
+def cpu_signature() -> str:
+    """The CPU's design, finer than its model name (a virtual machine may report only "AMD EPYC"
+    for several generations): model name, family and model numbers, and the instruction sets the
+    kernels dispatch on. References made on another signature are judged with wider bounds."""
+    fields: dict[str, str] = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            key = key.strip()
+            if key in ("cpu family", "model", "flags") and key not in fields:
+                fields[key] = value.strip()
+            if not line.strip() and fields:
+                break  # the first processor's block is enough
+    except OSError:
+        return cpu_model()
+    flags = set(fields.get("flags", "").split())
+    isa = " ".join(f for f in _ISA_FLAGS if f in flags) or "no AVX2"
+    return f"{cpu_model()} (family {fields.get('cpu family', '?')}, model {fields.get('model', '?')}; {isa})"
+
+
+def made_on_this_cpu(provenance: dict | None) -> tuple[bool, str]:
+    """(whether a reference's provenance names this machine's CPU design, how it names it): by the
+    CPU signature where the reference has one, else by the model name; no provenance counts as
+    this CPU (nothing says otherwise)."""
+    p = provenance or {}
+    if p.get("cpu"):
+        return p["cpu"] == cpu_signature(), p["cpu"]
+    name = p.get("device_name")
+    return name in (None, cpu_model()), str(name)
+
+
 def provenance(device: torch.device) -> dict:
     """Where and with what a run ran (no hostname)."""
     import numpy
@@ -142,6 +178,7 @@ def provenance(device: torch.device) -> dict:
         "platform": platform.platform(),
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model(),
+        "cpu": cpu_signature(),
         "torch_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
         "fused_cpu_kernels": fused.status(),  # the binary quantizers' CPU path (suite/quant/fused.py)
