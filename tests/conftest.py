@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 import torch
 from hypothesis import settings
+from torch.utils import cpp_extension
 
 from suite.run import allocator
 
@@ -14,6 +15,10 @@ allocator.keep_freed_memory()  # as the CLI does: the tests and benchmarks measu
 settings.register_profile("ci", derandomize=True, print_blob=True)
 settings.register_profile("explore", derandomize=False)
 settings.load_profile("ci")
+
+# Tests point XDG_CACHE_HOME at temporary folders (data caches); the C++ extensions' build cache
+# must not follow it, or every such test that trains rebuilds them (about 30 s each).
+os.environ.setdefault("TORCH_EXTENSIONS_DIR", cpp_extension.get_default_build_root())
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("SUITE_DATA_DIR") or ROOT.parent / "shared" / "data")

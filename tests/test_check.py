@@ -309,3 +309,20 @@ def test_time_against_another_cpus_reference_judges_only_a_gross_slowdown():
     assert row.ok and "another CPU (Another CPU)" in row.bound  # 1.7x: beyond 1.5x, inside 2x
     rows = compare("s", foreign, attempt(REFERENCE.records, {"det": samples(25.0, seed=6)}))
     assert verdicts(rows)["training work ÷ calibration"].startswith("SLOWER")
+
+
+def test_tensor_memory_is_exact_on_the_same_cpu_design_and_looser_on_another():
+    def with_tensor(mb):
+        return [record(seed=s) | {"summary": {"test_error_at_best_val": 20.0, "peak_rss_mb": 700.0,
+                                              "peak_tensor_mb": mb, "step_tensor_mb": mb / 2}} for s in (1, 2)]
+
+    ref = attempt(with_tensor(10.0))
+    assert verdicts(compare("s", ref, attempt(with_tensor(10.6))))["peak tensor MiB"] == "ok (+0.60 MiB)"
+    assert verdicts(compare("s", ref, attempt(with_tensor(10.8))))["peak tensor MiB"].startswith("MORE MEMORY")
+    # another CPU design: oneDNN's layouts and scratch buffers differ, so only a real growth fails
+    foreign = Attempt({"calibration": CALIBRATION, "provenance": {"device_name": "Another CPU", "cpu": "Another CPU"}},
+                      with_tensor(10.0), {})
+    rows = {r.metric: r for r in compare("s", foreign, attempt(with_tensor(13.0)))}
+    assert rows["peak tensor MiB"].ok and "another CPU" in rows["peak tensor MiB"].bound
+    rows = {r.metric: r for r in compare("s", foreign, attempt(with_tensor(16.0)))}
+    assert not rows["peak tensor MiB"].ok
