@@ -4,6 +4,9 @@
 #   scripts/ci_repeat.sh [--times N]                      N fresh clones of HEAD, each running `bash .ci/run`
 #   scripts/ci_repeat.sh --slowdown PATCH [--times N]     one clone with PATCH applied (scripts/slowdowns/),
 #                                                         its gates run N times: each run must FAIL
+#        [--only EXPR]                                    ... the gates on the benchmarks matching EXPR only
+#                                                         (pytest -k): the same rule on the ratios the patch
+#                                                         touches, a minute a run instead of eight
 #
 # Each clone lies in a temporary folder with `shared` beside it (a link to this project's ../shared),
 # as CI has it. One line per run: its number, exit code, verdict, minutes; then a summary. Logs stay
@@ -12,16 +15,18 @@ set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 times=10
 patch=""
+only=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --times) times=$2; shift 2 ;;
     --slowdown) patch=$(cd "$(dirname "$2")" && pwd)/$(basename "$2"); shift 2 ;;
-    *) echo "usage: $0 [--times N] [--slowdown PATCH]" >&2; exit 2 ;;
+    --only) only=(-- -k "$2"); shift 2 ;;
+    *) echo "usage: $0 [--times N] [--slowdown PATCH [--only EXPR]]" >&2; exit 2 ;;
   esac
 done
 work=$(mktemp -d "${TMPDIR:-/tmp}/ci-repeat-XXXXXX")
 shared=$(cd "$root/.." && pwd)/shared
-echo "logs in $work; HEAD $(git -C "$root" rev-parse --short HEAD)${patch:+; slowdown $(basename "$patch")}"
+echo "logs in $work; HEAD $(git -C "$root" rev-parse --short HEAD)${patch:+; slowdown $(basename "$patch")}${only[2]:+; benchmarks -k ${only[2]}}"
 
 clone() {  # a fresh clone of HEAD at $1/main, with shared/ beside it
   mkdir -p "$1" && ln -s "$shared" "$1/shared" && git clone -q "$root" "$1/main"
@@ -48,7 +53,7 @@ else
   caught=0
   for i in $(seq 1 "$times"); do
     start=$(date +%s)
-    (cd "$work/slow/main" && python3 -m tox -e gates) > "$work/slow$i.log" 2>&1
+    (cd "$work/slow/main" && python3 -m tox -e gates "${only[@]}") > "$work/slow$i.log" 2>&1
     code=$?
     minutes=$(awk "BEGIN {printf \"%.1f\", ($(date +%s) - $start) / 60}")
     failing=$(grep -E "SLOWER" "$work/slow$i.log" | head -3 | tr -s ' ' | cut -c1-160)
