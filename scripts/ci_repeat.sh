@@ -56,7 +56,7 @@ else
     (cd "$work/slow/main" && python3 -m tox -e gates "${only[@]}") > "$work/slow$i.log" 2>&1
     code=$?
     minutes=$(awk "BEGIN {printf \"%.1f\", ($(date +%s) - $start) / 60}")
-    failing=$(grep -E "SLOWER" "$work/slow$i.log" | head -3 | tr -s ' ' | cut -c1-160)
+    failing=$(grep -E "SLOWER" "$work/slow$i.log" | tr -s ' ' | sort -u | head -3 | cut -c1-160)
     [ $code -ne 0 ] && [ -n "$failing" ] && caught=$((caught + 1))
     echo "run $i: exit $code, $minutes min, $([ $code -ne 0 ] && echo caught || echo MISSED): ${failing:-no SLOWER row}"
   done
