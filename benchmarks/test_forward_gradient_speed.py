@@ -3,10 +3,17 @@
 The targets (issue "memory measured at the tensor level"): one direction costs at most one
 backprop step (MNIST MLP and VGG16-BN at batch 128), ten directions carried together at most
 1.1 x (1 + 2k) / 3 = 7.7 backprop steps (one primal and 2k tangent products against backprop's
-three). No assert on a time: the candidates run interleaved in chunks of steps, the order rotating
+three). Two MNIST MLPs: the fwdgrad-vs-backprop-mnist spec's (2 x 1024, batch 64; in the gate) and
+the memory-training spec's (3 x 1024 with BatchNorm, batch 200, squared hinge loss; `extended`).
+A forward-gradient step does per-parameter work backprop does not (drawing the direction, scaling
+it by the derivative), while the products cost the same FLOPs; per parameter a step does 6 x batch
+FLOPs of products, so that fixed work weighs about three times more at batch 64 than at 200.
+
+No assert on a time: the candidates run interleaved in chunks of steps, the order rotating
 every round (benchmarks/timing.py), and `benchmark.extra_info` keeps every chunk's seconds
 (`samples`) and each ratio ``A_over_B``; the regression gate judges them. VGG16's ten directions
-(about a minute) are marked `extended`: measured on request (`-m extended`), not by the gate.
+(about a minute) and the memory-training MLP are marked `extended`: measured on request
+(`-m extended`), not by the gate.
 
 Run on a quiet machine: ``pytest benchmarks/test_forward_gradient_speed.py --benchmark-json=out.json``.
 """
@@ -20,13 +27,18 @@ from suite.models import MODELS
 from suite.nn import QuantConfig
 from suite.spec import TrainSpec
 from suite.train import METHODS
+from suite.train.losses import LOSSES
 
 
 def _trainer(model_name: str, method: str, k: int = 1, batched: bool = False):
     torch.manual_seed(0)
+    loss = F.cross_entropy
     if model_name == "vgg16":
         model = MODELS["vgg"](num_classes=10, in_shape=(3, 32, 32), quant=QuantConfig(), depth=16)
         shape, batch, steps = (3, 32, 32), 128, 1
+    elif model_name == "mlp3x1024":  # the memory-training spec's MNIST MLP
+        model = MODELS["mlp"](num_classes=10, in_shape=(1, 28, 28), quant=QuantConfig(), hidden=[1024] * 3)
+        shape, batch, steps, loss = (1, 28, 28), 200, 5, LOSSES["squared_hinge"]
     else:  # the fwdgrad-vs-backprop-mnist spec's MLP: 2 x 1024, no BatchNorm, batch 64
         model = MODELS["mlp"](num_classes=10, in_shape=(1, 28, 28), quant=QuantConfig(), hidden=[1024, 1024],
                               batchnorm=False)
@@ -37,7 +49,7 @@ def _trainer(model_name: str, method: str, k: int = 1, batched: bool = False):
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     train = TrainSpec(epochs=1, batch_size=batch, lr_start=1e-4, method=method, num_directions=k,
                       batched_directions=batched)
-    trainer = METHODS[method](model, opt, F.cross_entropy, train, [])
+    trainer = METHODS[method](model, opt, loss, train, [])
     batches = list(torch.arange(len(x)).split(batch))
     return lambda: trainer.epoch(x, y, batches).item()
 
@@ -49,6 +61,15 @@ def test_forward_gradient_step_vs_backprop(benchmark, model_name, rounds):
         fns["fg10_batched"] = _trainer(model_name, "forward_gradient", 10, True)
     samples = benchmark.pedantic(interleaved_samples, args=(fns, rounds), rounds=1, iterations=1)
     print(record(benchmark, samples, [(k, "backprop") for k in fns if k != "backprop"]))
+
+
+@pytest.mark.extended
+def test_forward_gradient_step_vs_backprop_mlp3x1024(benchmark):
+    """The memory-training spec's MLP at its batch of 200: one direction, and ten carried together."""
+    fns = {"backprop": _trainer("mlp3x1024", "backprop"), "fg1": _trainer("mlp3x1024", "forward_gradient"),
+           "fg10_batched": _trainer("mlp3x1024", "forward_gradient", 10, True)}
+    samples = benchmark.pedantic(interleaved_samples, args=(fns, 20), rounds=1, iterations=1)
+    print(record(benchmark, samples, [("fg1", "backprop"), ("fg10_batched", "backprop")]))
 
 
 @pytest.mark.extended
