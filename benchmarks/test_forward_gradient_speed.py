@@ -6,8 +6,7 @@ backprop step (MNIST MLP and VGG16-BN at batch 128), ten directions carried toge
 three). Two MNIST MLPs: the fwdgrad-vs-backprop-mnist spec's (2 x 1024, batch 64; in the gate) and
 the memory-training spec's (3 x 1024 with BatchNorm, batch 200, squared hinge loss; `extended`).
 A forward-gradient step does per-parameter work backprop does not (drawing the direction, scaling
-it by the derivative), while the products cost the same FLOPs; per parameter a step does 6 x batch
-FLOPs of products, so that fixed work weighs about three times more at batch 64 than at 200.
+it by the derivative), while its products cost the same FLOPs.
 
 No assert on a time: the candidates run interleaved in chunks of steps, the order rotating
 every round (benchmarks/timing.py), and `benchmark.extra_info` keeps every chunk's seconds
