@@ -17,8 +17,10 @@ settings.register_profile("explore", derandomize=False)
 settings.load_profile("ci")
 
 # Tests point XDG_CACHE_HOME at temporary folders (data caches); the C++ extensions' build cache
-# must not follow it, or every such test that trains rebuilds them (about 30 s each).
-os.environ.setdefault("TORCH_EXTENSIONS_DIR", cpp_extension.get_default_build_root())
+# must not follow it, or every such test that trains rebuilds them (about 30 s each). Pinned to the
+# folder the command line builds in, so tests, benchmarks and runs share one build.
+os.environ.setdefault("TORCH_EXTENSIONS_DIR",
+                      str(Path(cpp_extension._get_build_directory("lowbit_suite_kernels", False)).parent))
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("SUITE_DATA_DIR") or ROOT.parent / "shared" / "data")

@@ -1,7 +1,8 @@
 """Forward-gradient directions (suite/train/directions.py): Philox4x32-10 matches the Random123
 known answers, the draws are a pure function of (key, stream, element), the same on any thread
-count, and have the distributions they claim."""
+count and on every instruction set the CPU runs, and have the distributions they claim."""
 
+import contextlib
 import math
 
 import pytest
@@ -10,6 +11,24 @@ import torch
 from suite.train import directions
 
 pytestmark = pytest.mark.skipif(directions.kernels() is None, reason=f"kernels {directions.status()}")
+ISAS = directions.kernels().isas() if directions.kernels() is not None else []
+
+
+@contextlib.contextmanager
+def isa(name):
+    before = directions.kernels().use_isa(name)
+    try:
+        yield
+    finally:
+        directions.kernels().use_isa(before)
+
+
+def test_the_widest_instruction_set_is_in_use_and_others_are_refused_by_name():
+    k = directions.kernels()
+    assert k.isa() == ISAS[0] and ISAS[-1] == "portable"
+    assert directions.status() == f"philox ({ISAS[0]})"
+    with pytest.raises(RuntimeError, match="unknown instruction set sse9"):
+        k.use_isa("sse9")
 
 
 def test_philox_known_answers():
@@ -21,15 +40,17 @@ def test_philox_known_answers():
         [0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1]
 
 
-def test_elements_are_the_philox_words_of_their_block():
+@pytest.mark.parametrize("name", ISAS)
+def test_elements_are_the_philox_words_of_their_block(name):
     """Element e of stream s under key K: word e % 4 of Philox((e div 4, 0, s, 0), K); rademacher
     is its top bit, gaussian the Box-Muller pair of words (0, 1) or (2, 3), computed here by hand."""
     k = directions.kernels()
     key, stream = 0x0123456789ABCDEF, 5
     out = torch.empty(203)
-    directions.fill(out, key, stream, "rademacher")
     gauss = torch.empty(203, dtype=torch.float64)
-    directions.fill(gauss, key, stream, "gaussian")
+    with isa(name):
+        directions.fill(out, key, stream, "rademacher")
+        directions.fill(gauss, key, stream, "gaussian")
     for e in (0, 1, 2, 3, 4, 63, 64, 65, 131, 202):
         words = k.philox4x32([e // 4, 0, stream, 0], [key & 0xFFFFFFFF, key >> 32])
         assert out[e] == (1.0 if words[e % 4] >> 31 else -1.0)
@@ -65,3 +86,21 @@ def test_moments(distribution):
         assert abs((v.abs() < 1).double().mean() - 0.6827) < 3e-3
     else:
         assert set(v.unique().tolist()) == {-1.0, 1.0}
+
+
+@pytest.mark.parametrize("name", ISAS[:-1])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_every_instruction_set_draws_the_portable_numbers(name, dtype):
+    """At lengths that end inside a group of 16 blocks and at one many groups long: the same words,
+    so the same signs bit for bit; gaussians bit for bit on AVX2, within float32 rounding on AVX-512
+    (it fuses the polynomials' multiply-adds)."""
+    for n in (1, 3, 63, 64, 65, 203, 300_001):
+        for distribution in ("gaussian", "rademacher"):
+            with isa("portable"):
+                expected = directions.fill(torch.empty(n, dtype=dtype), 0xFEDCBA9876543210, 11, distribution, 0.5)
+            with isa(name):
+                got = directions.fill(torch.empty(n, dtype=dtype), 0xFEDCBA9876543210, 11, distribution, 0.5)
+            if distribution == "gaussian" and name == "avx512":
+                torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-6)
+            else:
+                assert torch.equal(got, expected), (n, distribution)

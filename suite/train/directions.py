@@ -19,7 +19,10 @@ E[v v^T] = I), the values are not: the same run seed gives other directions than
 before this change. The method draws each step's key from its own torch generator (seeded from
 the run's seed), so checkpoints restore the directions with the generator's state.
 
-The kernel is C++ (``directions.cpp``, built once per machine by torch.utils.cpp_extension). Where
+The kernel is C++ (``philox.h``; ``directions.cpp`` binds it; built once per machine by
+torch.utils.cpp_extension), in AVX-512, AVX2 and portable builds that draw the same words (the
+gaussians agree to float32 rounding: AVX-512 fuses multiply-adds), the widest the CPU runs chosen
+when it loads (``kernels().use_isa(name)`` switches, for tests). Where
 it cannot be built (or with SUITE_FUSED_KERNELS=0) the draws come from torch's generator seeded by
 (key, stream): deterministic and regenerable too, other values, slower; `status()` says which.
 """
@@ -69,7 +72,7 @@ def kernels():
 
 def status() -> str:
     if kernels() is not None:
-        return "philox"
+        return f"philox ({_module.isa()})"
     return f"torch generator ({_error})"
 
 
