@@ -25,6 +25,10 @@ DOCUMENTED = {
     "SUITE_MALLOC_TUNING": "0 leaves glibc's malloc settings alone (default: freed buffers kept for reuse)",
     "SUITE_DIST_TIMEOUT_MINUTES": "under torchrun: the process group's timeout for set-up and every collective "
                                   "(default 30)",
+    "CXX": "the C++ compiler torch.utils.cpp_extension builds the suite's extensions with (default c++); "
+           "a build is reused only by the same one",
+    "TORCH_EXTENSIONS_DIR": "where the extensions are built and kept (torch's; default "
+                            "~/.cache/torch_extensions/py<version>_<cuda>)",
 }
 DEFAULT_DIST_TIMEOUT_MINUTES = 30.0
 
@@ -65,6 +69,11 @@ def fused_kernels_off() -> bool:
 def kernels_isa() -> str:
     """SUITE_KERNELS_ISA, lower case; "auto" when unset (suite/kernels/dispatch.py checks the name)."""
     return (_value("SUITE_KERNELS_ISA") or "auto").lower()
+
+
+def cxx() -> str:
+    """CXX as torch.utils.cpp_extension reads it: the compiler an extension build depends on."""
+    return _value("CXX") or "c++"
 
 
 def tensor_memory_off() -> bool:
