@@ -6,8 +6,8 @@ the ratio to float, binary operations per second, weight bytes; beside them XNOR
 figures (Rastegari et al. 2016, Sec. 4.1 and Fig. 4: ~58x fewer operations, ~32x less memory).
 
 `layer_costs(...)` measures one shape; `SHAPES` are the paper models' layers (the MNIST MLPs, the
-CIFAR-10 ConvNet and NIN, AlexNet); scripts/lowbit_cost_table.py times them (interleaved rounds,
-benchmarks/timing.py) and prints the table. Times are minima over the rounds, ratios within one process.
+CIFAR-10 ConvNet and NIN, AlexNet); the `lowbit-cost` study (suite/studies/lowbit_cost.py) times
+them (interleaved rounds) and makes the table. Times are minima over the rounds, ratios within one process.
 """
 
 from __future__ import annotations

@@ -43,6 +43,7 @@ STUDIES = {
     "tt_layer": "suite.studies.tt_layer",
     "sparse_crossover": "suite.studies.sparse_crossover",
     "low_rank": "suite.studies.low_rank",
+    "lowbit_cost": "suite.studies.lowbit_cost",
 }
 
 

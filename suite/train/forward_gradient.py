@@ -207,12 +207,15 @@ class ForwardGradient:
                 if i == 0:
                     loss = loss_i
                 if not self.materialized:  # accumulate as we go: one direction in memory
+                    # a 0-d factor: torch's CPU kernels take it as a scalar; broadcasting the (1,)
+                    # tensor instead took 9x as long on the MNIST MLP's 1.9 M parameters
+                    factor = deriv.view(())
                     if self.k == 1:
-                        self.grad_flat.mul_(deriv)
+                        self.grad_flat.mul_(factor)
                     elif i == 0:
-                        torch.mul(row, deriv, out=self.grad_flat)
+                        torch.mul(row, factor, out=self.grad_flat)
                     else:
-                        self.grad_flat.addcmul_(row, deriv)
+                        self.grad_flat.addcmul_(row, factor)
                 derivs.append(deriv)
             derivs = torch.cat(derivs)
         if self.materialized:

@@ -1,0 +1,66 @@
+"""The lowbit-cost study (what binary and low-bit layers cost): its spec, its checks, one measured cell,
+its table and figure."""
+
+import pandas as pd
+import pytest
+import torch
+
+from suite.errors import UserError
+from suite.kernels import build
+from suite.paths import reproductions_dir
+from suite.spec import PROFILES, load_spec
+from suite.studies import lowbit_cost as lc
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_spec_loads_in_every_profile(profile):
+    spec = load_spec(reproductions_dir() / "lowbit-cost.toml", profile)
+    assert spec.study is not None and spec.study.name == "lowbit_cost" and spec.seeds
+
+
+def test_the_variants_cover_every_layer_of_the_cost_shapes_once():
+    spec = load_spec(reproductions_dir() / "lowbit-cost.toml", "quick")
+    chosen = [s for v in spec.variants for s in lc.shapes(lc.Params(**v.study))]
+    assert sorted(s.name for s in chosen) == sorted(s.name for s in lc.costs.SHAPES)
+
+
+def test_batches_are_the_listed_ones_and_the_papers_capped():
+    alexnet_fc7 = next(s for s in lc.costs.SHAPES if s.name.startswith("fc7"))
+    assert lc.batches(lc.Params(batches=[1]), alexnet_fc7) == [1, 256]
+    assert lc.batches(lc.Params(batches=[1], max_batch=32), alexnet_fc7) == [1, 32]
+    assert lc.batches(lc.Params(batches=[1, 8], train_batch=False), alexnet_fc7) == [1, 8]
+
+
+@pytest.mark.parametrize("params,match", [
+    (lc.Params(models=["VGG"]), r"x\.models / layers: no layer matches \['VGG'\]"),
+    (lc.Params(batches=[0]), r"x\.batches: positive"),
+    (lc.Params(batches=[], train_batch=False), r"x\.batches: positive"),
+    (lc.Params(candidates=["ternary"]), r"x\.candidates: any of binary, dorefa_w1a2"),
+    (lc.Params(rounds=0), r"x: rounds and sample_seconds must be positive"),
+])
+def test_check_names_the_key_and_what_was_expected(params, match):
+    with pytest.raises(UserError, match=match):
+        lc.check(params, "x")
+
+
+def test_one_cell_measured_reported_and_drawn():
+    if build.load() is None:
+        pytest.skip(f"the kernels could not be built here: {build.error()}")
+    p = lc.Params(layers=["fc 1024x1024"], batches=[1], train_batch=False, candidates=["binary"], rounds=2,
+                  sample_seconds=1e-4)
+    out = lc.run(p, 0, torch.device("cpu"), progress=False, desc="")
+    s = out["summary"]
+    assert (s["layers"], s["cells"], s["packed_cells"], s["packed_cells_run_packed"]) == (1, 1, 1, 1)
+    # 1024 x 1024 float32 = 4 MiB; packed: 16 words x 1024 rows x 8 bytes + 1024 float scales
+    assert s["weights_times_smaller_binary_min"] == pytest.approx(4 * 1024 * 1024 / (16 * 1024 * 8 + 4 * 1024))
+    rows = out["tables"]["rows"]
+    assert [r["candidate"] for r in rows] == ["float", "emulated binary", "packed binary"]
+    assert all(r["ms"] > 0 and r["float_over_this"] > 0 for r in rows)
+    record = {"tables": out["tables"], "params": vars(p), "summary": s, "variant": "mlp", "seed": 0,
+              "provenance": {"device_name": "a CPU"},
+              "spec": {"resolved": {"variants": [{"name": "mlp", "label": "MNIST MLPs"}]}}}
+    baselines = pd.read_csv(reproductions_dir().parent / "baselines" / "lowbit_cost.csv", index_col="id")
+    text = lc.render([record], baselines)
+    assert "### MNIST MLPs" in text and "| fc 1024x1024 |" in text and "packed binary" in text
+    assert "58 x (approx.)" in text and "confidence high" in text
+    assert lc.plot([record]) is not None
