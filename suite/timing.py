@@ -43,3 +43,20 @@ def repeats_for(fn: Callable[[], object], target_seconds: float = 0.02, limit: i
     fn()
     once = max(time.perf_counter() - t0, 1e-7)
     return max(1, min(limit, round(target_seconds / once)))
+
+
+def per_call_samples(fns: dict[str, Callable[[], object]], rounds: int,
+                     sample_seconds: float) -> dict[str, list[float]]:
+    """{name: [seconds per call, one per round]} for candidates of any length: each one's sample is
+    as many back-to-back calls as take about `sample_seconds` (its own count, `repeats_for`), the
+    samples interleaved as in `interleaved_samples`."""
+    repeats = {k: repeats_for(fn, sample_seconds) for k, fn in fns.items()}
+    timed = interleaved_samples({k: _repeated(fn, repeats[k]) for k, fn in fns.items()}, rounds=rounds)
+    return {k: [t / repeats[k] for t in v] for k, v in timed.items()}
+
+
+def _repeated(fn: Callable[[], object], n: int) -> Callable[[], None]:
+    def call():
+        for _ in range(n):
+            fn()
+    return call

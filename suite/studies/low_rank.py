@@ -23,7 +23,7 @@ from suite.compress.lowrank import factorize, max_useful_rank, relative_error
 from suite.errors import UserError
 from suite.studies import trainloop
 from suite.studies.labels import variant_label
-from suite.timing import interleaved_samples, repeats_for
+from suite.timing import per_call_samples
 
 
 @dataclass(frozen=True)
@@ -132,18 +132,10 @@ def _time(nets: dict[str, nn.Module], data, p: Params) -> dict[str, list[float]]
                     with torch.inference_mode():
                         return net(x)
                 fns[f"{name}_b{b}"] = forward
-        repeats = {k: repeats_for(fn, p.sample_seconds) for k, fn in fns.items()}
-        timed = interleaved_samples({k: _repeat(fn, repeats[k]) for k, fn in fns.items()}, rounds=p.rounds)
-        return {k: [t / repeats[k] for t in v] for k, v in timed.items()}
+        return per_call_samples(fns, p.rounds, p.sample_seconds)
     finally:
         torch.set_num_threads(previous)
 
-
-def _repeat(fn, n: int):
-    def call():
-        for _ in range(n):
-            fn()
-    return call
 
 
 # --- report -------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from suite.errors import UserError
 from suite.kernels import status as kernel_status
 from suite.nn import costs
 from suite.studies.labels import variant_label
-from suite.timing import interleaved_samples, repeats_for
+from suite.timing import per_call_samples
 
 CANDIDATES = tuple(costs.VARIANTS)  # packed variants, timed beside float and emulated binary
 COLUMN = {"binary": "packed binary", "dorefa_w1a2": "packed W1A2", "dorefa_w1a4": "packed W1A4",
@@ -74,18 +74,8 @@ def check(p: Params, where: str) -> None:
 
 
 def _timer(p: Params):
-    def time_candidates(fns: dict) -> dict[str, list[float]]:
-        repeats = {k: repeats_for(fn, p.sample_seconds) for k, fn in fns.items()}
-        timed = interleaved_samples({k: _repeat(fn, repeats[k]) for k, fn in fns.items()}, rounds=p.rounds)
-        return {k: [t / repeats[k] for t in v] for k, v in timed.items()}
-    return time_candidates
+    return lambda fns: per_call_samples(fns, p.rounds, p.sample_seconds)
 
-
-def _repeat(fn, n: int):
-    def call():
-        for _ in range(n):
-            fn()
-    return call
 
 
 def run(p: Params, seed: int, device: torch.device, progress: bool, desc: str) -> dict:

@@ -29,7 +29,7 @@ import torch
 
 from suite.errors import UserError
 from suite.studies.labels import variant_label
-from suite.timing import interleaved_samples, repeats_for
+from suite.timing import per_call_samples
 
 FORMATS = ("dense", "csr", "bsr")
 
@@ -116,9 +116,7 @@ def _measure(p: Params, seed: int, progress: bool) -> dict:
                 if err > 1e-4:  # the formats must compute the same product
                     raise AssertionError(f"{f} product differs from the dense one by {err:.1e}")
                 fns[f] = lambda m=mats[f], x=x: torch.mm(m, x)
-            repeats = {f: repeats_for(fn, p.sample_seconds) for f, fn in fns.items()}
-            timed = interleaved_samples({f: _repeat(fn, repeats[f]) for f, fn in fns.items()}, rounds=p.rounds)
-            samples = {f: [t / repeats[f] for t in v] for f, v in timed.items()}
+            samples = per_call_samples(fns, p.rounds, p.sample_seconds)
             cell = {"density": d, "batch": b, "seconds": samples,
                     "bytes": {f: storage_bytes(mats[f]) for f in p.formats},
                     "over_dense": {f: min(samples[f]) / min(samples["dense"]) for f in p.formats}}
@@ -131,12 +129,6 @@ def _measure(p: Params, seed: int, progress: bool) -> dict:
     summary = {"dense_bytes": p.rows * p.cols * 4}
     return {"summary": summary, "tables": {"cells": cells, "crossover": crossover, "threads": torch.get_num_threads()}}
 
-
-def _repeat(fn, n: int):
-    def call():
-        for _ in range(n):
-            fn()
-    return call
 
 
 def crossover_density(cells: list[dict], fmt: str) -> dict:
