@@ -11,7 +11,10 @@ module (benchmarks/timing.py), written here so that library code (studies) does 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import torch
 
 
 def interleaved_samples(fns: dict[str, Callable[[], object]], rounds: int, warmup: int = 1,
@@ -60,3 +63,15 @@ def _repeated(fn: Callable[[], object], n: int) -> Callable[[], None]:
         for _ in range(n):
             fn()
     return call
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """torch's intra-op threads set to n within the block (0: left as they are), restored after."""
+    previous = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

@@ -23,7 +23,7 @@ from suite.compress.lowrank import factorize, max_useful_rank, relative_error
 from suite.errors import UserError
 from suite.studies import trainloop
 from suite.studies.labels import variant_label
-from suite.timing import per_call_samples
+from suite.timing import per_call_samples, torch_threads
 
 
 @dataclass(frozen=True)
@@ -118,24 +118,18 @@ def run(p: Params, seed: int, device: torch.device, progress: bool, desc: str) -
 
 
 def _time(nets: dict[str, nn.Module], data, p: Params) -> dict[str, list[float]]:
-    previous = torch.get_num_threads()
-    if p.threads:
-        torch.set_num_threads(p.threads)
-    try:
-        fns = {}
-        for b in p.time_batches:
-            x = data.test_x[:b] if len(data.test_x) >= b else data.test_x[torch.arange(b) % len(data.test_x)]
-            for name, net in nets.items():
-                net.eval()
+    fns = {}
+    for b in p.time_batches:
+        x = data.test_x[:b] if len(data.test_x) >= b else data.test_x[torch.arange(b) % len(data.test_x)]
+        for name, net in nets.items():
+            net.eval()
 
-                def forward(net=net, x=x):
-                    with torch.inference_mode():
-                        return net(x)
-                fns[f"{name}_b{b}"] = forward
+            def forward(net=net, x=x):
+                with torch.inference_mode():
+                    return net(x)
+            fns[f"{name}_b{b}"] = forward
+    with torch_threads(p.threads):
         return per_call_samples(fns, p.rounds, p.sample_seconds)
-    finally:
-        torch.set_num_threads(previous)
-
 
 
 # --- report -------------------------------------------------------------------------------------

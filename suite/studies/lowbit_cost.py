@@ -25,7 +25,7 @@ from suite.errors import UserError
 from suite.kernels import status as kernel_status
 from suite.nn import costs
 from suite.studies.labels import variant_label
-from suite.timing import per_call_samples
+from suite.timing import per_call_samples, torch_threads
 
 CANDIDATES = tuple(costs.VARIANTS)  # packed variants, timed beside float and emulated binary
 COLUMN = {"binary": "packed binary", "dorefa_w1a2": "packed W1A2", "dorefa_w1a4": "packed W1A4",
@@ -73,25 +73,16 @@ def check(p: Params, where: str) -> None:
         raise UserError(f"{where}: rounds and sample_seconds must be positive, threads >= 0")
 
 
-def _timer(p: Params):
-    return lambda fns: per_call_samples(fns, p.rounds, p.sample_seconds)
-
-
-
 def run(p: Params, seed: int, device: torch.device, progress: bool, desc: str) -> dict:
     if device.type != "cpu":
         raise UserError("the low-bit kernels run on the CPU: run this study with --device cpu")
-    previous = torch.get_num_threads()
-    if p.threads:
-        torch.set_num_threads(p.threads)
-    try:
+    with torch_threads(p.threads):
         cells = [(s, b) for s in shapes(p) for b in batches(p, s)]
         rows = []
         for shape, batch in tqdm(cells, desc=desc, disable=not progress, leave=False):
-            rows += costs.layer_costs(shape, batch, _timer(p), variants=tuple(p.candidates))
+            rows += costs.layer_costs(shape, batch, lambda fns: per_call_samples(fns, p.rounds, p.sample_seconds),
+                                      variants=tuple(p.candidates))
         threads = torch.get_num_threads()
-    finally:
-        torch.set_num_threads(previous)
     packed = [r for r in rows if r["candidate"].startswith("packed")]
     summary = {"layers": len(shapes(p)), "cells": len(cells),
                "packed_cells_run_packed": sum(r["arithmetic"].startswith("packed") for r in packed),

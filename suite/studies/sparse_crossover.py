@@ -29,7 +29,7 @@ import torch
 
 from suite.errors import UserError
 from suite.studies.labels import variant_label
-from suite.timing import per_call_samples
+from suite.timing import per_call_samples, torch_threads
 
 FORMATS = ("dense", "csr", "bsr")
 
@@ -86,13 +86,8 @@ def storage_bytes(t: torch.Tensor) -> int:
 
 
 def run(p: Params, seed: int, device: torch.device, progress: bool, desc: str) -> dict:
-    previous = torch.get_num_threads()
-    if p.threads:
-        torch.set_num_threads(p.threads)
-    try:
+    with torch_threads(p.threads):
         return _measure(p, seed, progress)
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _measure(p: Params, seed: int, progress: bool) -> dict:
@@ -128,7 +123,6 @@ def _measure(p: Params, seed: int, progress: bool) -> dict:
                  for f in p.formats if f != "dense" for b in p.batches}
     summary = {"dense_bytes": p.rows * p.cols * 4}
     return {"summary": summary, "tables": {"cells": cells, "crossover": crossover, "threads": torch.get_num_threads()}}
-
 
 
 def crossover_density(cells: list[dict], fmt: str) -> dict:

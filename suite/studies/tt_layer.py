@@ -31,7 +31,7 @@ from suite.compress.tensor_train import TTLinear
 from suite.errors import UserError
 from suite.forward_memory import measure_forward
 from suite.studies.labels import variant_label
-from suite.timing import interleaved_samples, repeats_for
+from suite.timing import interleaved_samples, repeats_for, torch_threads
 
 
 @dataclass(frozen=True)
@@ -60,13 +60,8 @@ def check(p: Params, where: str) -> None:
 
 def run(p: Params, seed: int, device: torch.device, progress: bool, desc: str) -> dict:
     torch.manual_seed(seed)
-    previous = torch.get_num_threads()
-    if p.threads:
-        torch.set_num_threads(p.threads)
-    try:
+    with torch_threads(p.threads):
         return _measure(p, seed, device)
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _measure(p: Params, seed: int, device: torch.device) -> dict:
