@@ -64,3 +64,68 @@ def test_one_cell_measured_reported_and_drawn():
     assert "### MNIST MLPs" in text and "| fc 1024x1024 |" in text and "packed binary" in text
     assert "58 x (approx.)" in text and "confidence high" in text
     assert lc.plot([record]) is not None
+
+
+@pytest.mark.parametrize("params,match", [
+    (lc.Params(whole_models=["resnet"]), r"x\.whole_models: any of bnn_mlp, xnor_nin, got \['resnet'\]"),
+    (lc.Params(model_steps=0), r"x: model_steps, eval_batch and model_rounds must be positive"),
+    (lc.Params(test_images=-1), r"test_images >= 0"),
+])
+def test_check_of_the_whole_models(params, match):
+    with pytest.raises(UserError, match=match):
+        lc.check(params, "x")
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_the_whole_networks_are_the_reproductions_own(profile):
+    """The study's BNN MLP and XNOR NIN are bnn-mnist's (quick width) and xnor-nin-cifar10's networks:
+    the same modules, quantizers and shapes as their specs build (the spec layer sits above the
+    study, so the study builds them itself; this keeps the two in step)."""
+    from suite.models import build_model
+    from suite.studies import lowbit_cost_models as lcm
+
+    for name, spec_name, variant, width in (("bnn_mlp", "bnn-mnist", "bnn", "quick"),
+                                            ("xnor_nin", "xnor-nin-cifar10", "xnor", "paper")):
+        spec = load_spec(reproductions_dir() / f"{spec_name}.toml", width)
+        v = next(v for v in spec.variants if v.name == variant)
+        m = lcm.MODELS[name]
+        torch.manual_seed(0)
+        theirs = build_model(spec.model, num_classes=10, in_shape=m.in_shape, quant=v.quant_config())
+        torch.manual_seed(0)
+        ours = m.build(m.binary, True)
+        assert repr(ours) == repr(theirs), name
+        assert all(torch.equal(a, b) for a, b in zip(ours.state_dict().values(), theirs.state_dict().values(),
+                                                       strict=True))
+
+
+def test_a_whole_network_measured_with_identical_predictions():
+    if build.load() is None:
+        pytest.skip(f"the kernels could not be built here: {build.error()}")
+    from suite.studies import lowbit_cost_models as lcm
+
+    calls = []
+
+    def once(fns):
+        calls.append(list(fns))
+        return {k: [max(1e-6, _seconds(fn))] for k, fn in fns.items()}
+
+    rows = lcm.model_costs("bnn_mlp", 0, steps=2, test_images=64, eval_batch=32, samples=once)
+    assert calls == [["float", "packed", "emulated"], ["float", "packed", "emulated", "exported"]]
+    train = [r for r in rows if r["measure"].startswith("training step")]
+    infer = {r["candidate"]: r for r in rows if r["measure"].startswith("inference")}
+    assert len(train) == 3 and set(infer) == {"float", "packed", "emulated", "exported"}
+    assert "packed" in infer["packed"]["arithmetic"] and "emulated" in infer["emulated"]["arithmetic"]
+    assert infer["packed"]["predictions_differing"] == 0 and infer["exported"]["predictions_differing"] == 0
+    assert infer["float"]["predictions_differing"] is None
+    assert 25 < infer["exported"]["float_bytes_over_this"] < 32  # bits, scales, thresholds, float first layer
+    p = lc.Params(whole_models=["bnn_mlp"], model_steps=2, model_rounds=1)
+    text = "\n".join(lc._model_lines(rows, vars(p)))
+    assert "Whole networks" in text and "| training step (batch 100)" in text and "packed 0, exported 0" in text
+
+
+def _seconds(fn):
+    import time
+
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0

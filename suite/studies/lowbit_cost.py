@@ -9,8 +9,14 @@ packed on every call; every candidate of one (layer, batch) cell timed interleav
 the order rotating every round (suite/timing.py); a cell's figures are minima over the rounds and
 its ratios are within the cell (`suite/nn/costs.py` builds the layers and says what is counted).
 
+`whole_models` adds whole networks (suite/studies/lowbit_cost_models.py): bnn-mnist's BNN MLP and
+xnor-nin-cifar10's XNOR-Net NIN, a training step and a pass over test images each, float twin against
+emulated and packed (and the exported BNN MLP), with the packed networks' predictions compared to the
+emulated one's.
+
 Timings are not results the regression check compares (they move with the machine): the summary
-holds what does not, the number of layers that ran packed and the weight bytes saved.
+holds what does not, the number of layers that ran packed, the weight bytes saved and the
+predictions in which a packed network differs from the emulated one.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from tqdm.auto import tqdm
 from suite.errors import UserError
 from suite.kernels import status as kernel_status
 from suite.nn import costs
+from suite.studies import lowbit_cost_models
 from suite.studies.labels import variant_label
 from suite.timing import per_call_samples, torch_threads
 
@@ -44,6 +51,11 @@ class Params:
     rounds: int = 7
     sample_seconds: float = 0.005  # one sample: back-to-back calls for about this long
     threads: int = 0  # torch threads while timing (0: leave the process's setting)
+    whole_models: list[str] = field(default_factory=list)  # keys of lowbit_cost_models.MODELS
+    model_steps: int = 10  # training steps per timed call of a whole model
+    test_images: int = 1000  # test images of the inference pass (0: all)
+    eval_batch: int = 1000
+    model_rounds: int = 3
 
 
 def shapes(p: Params) -> list[costs.Shape]:
@@ -71,6 +83,12 @@ def check(p: Params, where: str) -> None:
         raise UserError(f"{where}.candidates: any of {', '.join(CANDIDATES)}, got {bad}")
     if p.rounds < 1 or not p.sample_seconds > 0 or p.threads < 0:
         raise UserError(f"{where}: rounds and sample_seconds must be positive, threads >= 0")
+    bad = [m for m in p.whole_models if m not in lowbit_cost_models.MODELS]
+    if bad:
+        raise UserError(f"{where}.whole_models: any of {', '.join(lowbit_cost_models.MODELS)}, got {bad}")
+    if p.model_steps < 1 or p.test_images < 0 or p.eval_batch < 1 or p.model_rounds < 1:
+        raise UserError(f"{where}: model_steps, eval_batch and model_rounds must be positive, test_images >= 0, got "
+                        f"{p.model_steps}, {p.eval_batch}, {p.model_rounds}, {p.test_images}")
 
 
 def run(p: Params, seed: int, device: torch.device, progress: bool, desc: str) -> dict:
@@ -82,6 +100,10 @@ def run(p: Params, seed: int, device: torch.device, progress: bool, desc: str) -
         for shape, batch in tqdm(cells, desc=desc, disable=not progress, leave=False):
             rows += costs.layer_costs(shape, batch, lambda fns: per_call_samples(fns, p.rounds, p.sample_seconds),
                                       variants=tuple(p.candidates))
+        whole = []
+        for name in tqdm(p.whole_models, desc=f"{desc} (whole models)", disable=not progress, leave=False):
+            whole += lowbit_cost_models.model_costs(name, seed, p.model_steps, p.test_images or None, p.eval_batch,
+                                                    lambda fns: per_call_samples(fns, p.model_rounds, 0.001))
         threads = torch.get_num_threads()
     packed = [r for r in rows if r["candidate"].startswith("packed")]
     summary = {"layers": len(shapes(p)), "cells": len(cells),
@@ -91,7 +113,16 @@ def run(p: Params, seed: int, device: torch.device, progress: bool, desc: str) -
         mine = [r["float_bytes_over_this"] for r in packed if r["candidate"] == f"packed {c}"]
         summary[f"weights_times_smaller_{c}_min"] = min(mine)
         summary[f"weights_times_smaller_{c}_max"] = max(mine)
-    return {"summary": summary, "tables": {"rows": rows, "kernels": kernel_status(), "threads": threads}}
+    for r in whole:  # identical predictions: what the packed arithmetic promises
+        if r["candidate"] != "emulated" and r.get("predictions_differing") is not None:
+            key = f"predictions_differing_{r['candidate']}_{_model_key(r)}"
+            summary[key] = r["predictions_differing"]
+    return {"summary": summary, "tables": {"rows": rows, "models": whole, "kernels": kernel_status(),
+                                           "threads": threads}}
+
+
+def _model_key(row: dict) -> str:
+    return next(k for k, m in lowbit_cost_models.MODELS.items() if m.label == row["model"])
 
 
 # --- report -------------------------------------------------------------------------------------
@@ -127,8 +158,41 @@ def render(records: list[dict], baselines: pd.DataFrame | None) -> str:
                 f"{where}. Ops/s: 2 x multiply-adds per second; weight bytes: float32 against the packed bits with "
                 "one float scale per output channel:", "",
                 pd.DataFrame(table).to_markdown(index=False, disable_numparse=True), ""]
+        out += _model_lines(t.get("models") or [], p)
     out += _paper_lines(baselines)
     return "\n".join(out)
+
+
+def _model_lines(rows: list[dict], p: dict) -> list[str]:
+    """The whole networks: speed-up over the float twin per measure, and the predictions in which
+    the packed networks differ from the emulated one."""
+    if not rows:
+        return []
+    cells: dict[tuple[str, str], dict[str, dict]] = {}
+    for row in rows:
+        cells.setdefault((row["model"], row["measure"]), {})[row["candidate"]] = row
+    table = []
+    for (model, measure), by in cells.items():
+        line = {"model": model, "measure": measure, "float (ms)": f"{by['float']['ms']:.1f}"}
+        for k, column in (("emulated", "emulated binary"), ("packed", "packed binary"), ("exported", "exported")):
+            row = by.get(k)
+            line[column] = _speedup(row) if row is not None else ""
+        differing = [f"{k} {by[k]['predictions_differing']}" for k in ("packed", "exported")
+                     if by.get(k, {}).get("predictions_differing") is not None]
+        line["predictions differing from emulated"] = ", ".join(differing)
+        line["packed layers"] = by["packed"]["arithmetic"]
+        line["data"] = by["float"]["data"]
+        table.append(line)
+    exported = next((r for r in rows if r["candidate"] == "exported" and r.get("weight_bytes")), None)
+    note = (f" The exported network stores {exported['weight_bytes'] / 1e6:.2f} MB against the float twin's "
+            f"{exported['float_bytes_over_this'] * exported['weight_bytes'] / 1e6:.2f} MB of parameters "
+            f"({exported['float_bytes_over_this']:.1f}x fewer bytes, scales, thresholds and float layers included)."
+            if exported else "")
+    return ["Whole networks: speed-up over the float twin (the same network without quantizers; time per "
+            f"training step or per pass over the test images over this one's), minimum over {p['model_rounds']} "
+            f"interleaved rounds of {p['model_steps']} steps or one pass; the binary networks start from the same "
+            "weights, and the inference pass uses them after the timed training steps." + note, "",
+            pd.DataFrame(table).to_markdown(index=False, disable_numparse=True), ""]
 
 
 def _paper_lines(baselines: pd.DataFrame | None) -> list[str]:
