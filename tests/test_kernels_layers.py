@@ -239,3 +239,34 @@ def test_the_packed_op_has_forward_mode_derivatives():
             outs.append(fwAD.unpack_dual(y).tangent)
     assert layer.arithmetic_used.startswith("packed")
     assert torch.allclose(outs[0], outs[1], rtol=1e-5, atol=1e-5)
+
+
+def test_a_bnn_trains_alike_packed_and_emulated():
+    """Whole training steps of a BNN MLP (input dropout, binary layers, BatchNorm, dropout, Adam with
+    Glorot LR scales, clipping), packed and emulated, from one seed and the same dropout draws: the
+    packed network's weights follow the emulated one's, so its accuracy is the emulated path's,
+    not a draw from another distribution."""
+    import dataclasses
+
+    from suite.models import mlp
+    from suite.nn import latent_clip_targets
+    from suite.train.backprop import train_epoch
+    from suite.train.losses import squared_hinge
+    from suite.train.optim import param_groups
+
+    bnn = QuantConfig(weight_quantizer="binaryconnect", input_quantizer="bnn_sign", clip_weights=1.0,
+                      lr_scale="glorot", weight_init_range=1.0)
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(400, 1, 8, 8, generator=g) * 2 - 1, torch.randint(0, 10, (400,), generator=g)
+    batches = [torch.randint(0, 400, (50,), generator=g) for _ in range(20)]
+    weights = {}
+    for arithmetic in ("packed", "emulated"):
+        torch.manual_seed(0)
+        model = mlp(num_classes=10, in_shape=(1, 8, 8), hidden=[96, 96], activation="identity", dropout=0.5,
+                    input_dropout=0.2, quant=dataclasses.replace(bnn, arithmetic=arithmetic))
+        opt = torch.optim.Adam(param_groups(model, 0.003))
+        train_epoch(model, opt, squared_hinge, x, y, batches, latent_clip_targets(model))
+        assert any(k.startswith(arithmetic) for k in arithmetic_summary(model)), arithmetic_summary(model)
+        weights[arithmetic] = model.state_dict()
+    for name, w in weights["packed"].items():
+        assert torch.equal(w, weights["emulated"][name]), name
