@@ -115,14 +115,9 @@ def run(p: Params, seed: int, device: torch.device, progress: bool, desc: str) -
         summary[f"weights_times_smaller_{c}_max"] = max(mine)
     for r in whole:  # identical predictions: what the packed arithmetic promises
         if r["candidate"] != "emulated" and r.get("predictions_differing") is not None:
-            key = f"predictions_differing_{r['candidate']}_{_model_key(r)}"
-            summary[key] = r["predictions_differing"]
+            summary[f"predictions_differing_{r['candidate']}_{r['network']}"] = r["predictions_differing"]
     return {"summary": summary, "tables": {"rows": rows, "models": whole, "kernels": kernel_status(),
                                            "threads": threads}}
-
-
-def _model_key(row: dict) -> str:
-    return next(k for k, m in lowbit_cost_models.MODELS.items() if m.label == row["model"])
 
 
 # --- report -------------------------------------------------------------------------------------

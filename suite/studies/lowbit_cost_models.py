@@ -130,7 +130,7 @@ def model_costs(name: str, seed: int, steps: int, test_images: int | None, eval_
     batches = [torch.randint(0, len(x), (m.batch,), generator=g) for _ in range(steps)]
     models = _variants(m, seed)
     train = {k: _trainer(m, model, x, y, batches) for k, model in models.items()}
-    rows = _rows(m, f"training step (batch {m.batch})", samples(train), per_call=steps,
+    rows = _rows(name, f"training step (batch {m.batch})", samples(train), per_call=steps,
                  arithmetic={k: _arithmetic(v) for k, v in models.items()})
 
     packed = models["packed"].eval()
@@ -145,7 +145,7 @@ def model_costs(name: str, seed: int, steps: int, test_images: int | None, eval_
     fns = {k: _predictions(v, test) for k, v in infer.items()}
     predicted = {k: fn() for k, fn in fns.items()}
     arithmetic = {k: _arithmetic(v) for k, v in infer.items()}
-    inference = _rows(m, f"inference, {len(splits.test_x)} test images", samples(fns), per_call=1,
+    inference = _rows(name, f"inference, {len(splits.test_x)} test images", samples(fns), per_call=1,
                       arithmetic=arithmetic)
     float_bytes = 4 * sum(p.numel() for p in models["float"].parameters())
     for row in inference:
@@ -165,8 +165,9 @@ def _arithmetic(model: nn.Module) -> str:
     return ", ".join(f"{k}: {v}" for k, v in sorted(used.items())) or "float"
 
 
-def _rows(m: WholeModel, measure: str, timed: dict[str, list[float]], per_call: int,
+def _rows(name: str, measure: str, timed: dict[str, list[float]], per_call: int,
           arithmetic: dict[str, str]) -> list[dict]:
+    m = MODELS[name]
     ms = {k: 1000 * min(v) / per_call for k, v in timed.items()}
-    return [{"model": m.label, "measure": measure, "candidate": k, "ms": t, "float_over_this": ms["float"] / t,
-             "arithmetic": arithmetic[k]} for k, t in ms.items()]
+    return [{"network": name, "model": m.label, "measure": measure, "candidate": k, "ms": t,
+             "float_over_this": ms["float"] / t, "arithmetic": arithmetic[k]} for k, t in ms.items()]
