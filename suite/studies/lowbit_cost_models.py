@@ -124,7 +124,7 @@ def model_costs(name: str, seed: int, steps: int, test_images: int | None, eval_
     `seed`, the steps' batches drawn from it too; `samples(fns)` times candidates
     interleaved ({name: [seconds per call]}; the minimum is kept)."""
     m = MODELS[name]
-    splits, source = load(m, max(steps, 1) * m.batch, test_images)
+    splits, source = load(m, steps * m.batch, test_images)
     x, y = splits.train_x, splits.train_y
     g = torch.Generator().manual_seed(seed)
     batches = [torch.randint(0, len(x), (m.batch,), generator=g) for _ in range(steps)]
