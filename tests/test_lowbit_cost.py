@@ -76,17 +76,16 @@ def test_check_of_the_whole_models(params, match):
         lc.check(params, "x")
 
 
-@pytest.mark.parametrize("profile", PROFILES)
-def test_the_whole_networks_are_the_reproductions_own(profile):
-    """The study's BNN MLP and XNOR NIN are bnn-mnist's (quick width) and xnor-nin-cifar10's networks:
+def test_the_whole_networks_are_the_reproductions_own():
+    """The study's BNN MLP and XNOR NIN are bnn-mnist's (quick profile) and xnor-nin-cifar10's (paper) networks:
     the same modules, quantizers and shapes as their specs build (the spec layer sits above the
     study, so the study builds them itself; this keeps the two in step)."""
     from suite.models import build_model
     from suite.studies import lowbit_cost_models as lcm
 
-    for name, spec_name, variant, width in (("bnn_mlp", "bnn-mnist", "bnn", "quick"),
+    for name, spec_name, variant, prof in (("bnn_mlp", "bnn-mnist", "bnn", "quick"),
                                             ("xnor_nin", "xnor-nin-cifar10", "xnor", "paper")):
-        spec = load_spec(reproductions_dir() / f"{spec_name}.toml", width)
+        spec = load_spec(reproductions_dir() / f"{spec_name}.toml", prof)
         v = next(v for v in spec.variants if v.name == variant)
         m = lcm.MODELS[name]
         torch.manual_seed(0)
@@ -94,6 +93,9 @@ def test_the_whole_networks_are_the_reproductions_own(profile):
         torch.manual_seed(0)
         ours = m.build(m.binary, True)
         assert repr(ours) == repr(theirs), name
+        t = spec.train  # the step the study times is the spec's: optimizer, LR, weight decay, batch
+        assert (m.optimizer, m.lr, m.weight_decay, m.batch) == (v.optimizer or t.optimizer, v.lr_start or t.lr_start,
+                                                                t.weight_decay, t.batch_size), name
         assert all(torch.equal(a, b) for a, b in zip(ours.state_dict().values(), theirs.state_dict().values(),
                                                        strict=True))
 

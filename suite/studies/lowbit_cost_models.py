@@ -40,8 +40,9 @@ from suite.nn import QuantConfig, latent_clip_targets
 from suite.nn.inference import export, packed_bytes
 from suite.nn.packed import arithmetic_summary
 from suite.train.backprop import train_epoch
+from suite.train.config import TrainSpec
 from suite.train.losses import squared_hinge
-from suite.train.optim import GradientScale, binop_gradient_scale, param_groups
+from suite.train.optim import make_optimizer
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,8 @@ class WholeModel:
     binary: QuantConfig
     loss: Callable
     lr: float
-    gradient_scale: Callable | None = None  # per binarized layer, before each step (XNOR-Net's BinOp)
+    optimizer: str = "adam"  # a train.optimizer (suite/train/optim.py OPTIMIZERS), as the spec names it
+    weight_decay: float = 0.0
     input_codes: Codes | None = None  # the exported model's first layer input (None: not exported)
 
 
@@ -79,7 +81,7 @@ MODELS = {
         "XNOR-Net NIN (xnor-nin-cifar10)", "cifar10", (3, 32, 32), "auto", "exact_first1000", 128, _xnor_nin,
         QuantConfig(weight_quantizer="xnor_weight(project=true)", input_quantizer="bnn_sign",
                     float_layers=("first", "last")),
-        F.cross_entropy, 0.01, gradient_scale=binop_gradient_scale),
+        F.cross_entropy, 0.01, optimizer="adam_binop", weight_decay=1e-5),
 }
 
 
@@ -103,9 +105,8 @@ def _variants(m: WholeModel, seed: int) -> dict[str, nn.Module]:
 
 
 def _trainer(m: WholeModel, model: nn.Module, x, y, batches):
-    opt = torch.optim.Adam(param_groups(model, m.lr), lr=m.lr)
-    if m.gradient_scale is not None:
-        opt.register_step_pre_hook(GradientScale(model, m.gradient_scale))
+    train = TrainSpec(epochs=1, batch_size=m.batch, lr_start=m.lr, optimizer=m.optimizer, weight_decay=m.weight_decay)
+    opt = make_optimizer(train, model)  # the spec's optimizer, its LR scales and gradient scale
     clip = latent_clip_targets(model)
     return lambda: train_epoch(model, opt, m.loss, x, y, batches, clip)
 
