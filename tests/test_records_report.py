@@ -208,3 +208,26 @@ def test_machine_line_names_the_cpu_speed_settings():
                             "malloc": "default"}) == ", fused CPU kernels off (SUITE_FUSED_KERNELS=0), malloc default"
     assert _speed_settings({"device": "cuda"} | {k: v for k, v in cpu.items() if k != "device"}) == ""
     assert _speed_settings({"device": "cpu"}) == ""  # records from before these were recorded
+
+
+@pytest.mark.parametrize("det_arithmetic", ["emulated", "packed"])
+def test_the_arithmetic_note_names_emulated_and_packed_rows(results, det_arithmetic):
+    """Where every quantized row ran emulated the table says why binary is not faster; where a packed
+    row stands beside an emulated one, the note names which is which; all packed: no such note."""
+    recs = [_record("float", 1, 1.31, "r1"), _record("det", 1, 1.2, "r2")]
+    recs[1]["model"]["arithmetic"] = det_arithmetic
+    emulated_twin = _record("det-emulated", 1, 1.2, "r3")
+    emulated_twin["model"]["arithmetic"] = "emulated"
+    for r in recs + [emulated_twin]:
+        r["spec"]["resolved"]["variants"].append({"name": "det-emulated", "label": "det, emulated",
+                                                  "weight_quantizer": "binaryconnect", "arithmetic": "emulated"})
+    _write_all(results, recs)
+    text = report(results, "binaryconnect-mnist")[0].read_text()
+    assert ("Why binary is not faster here" in text) == (det_arithmetic == "emulated")
+    assert "Emulated and packed rows" not in text
+    _write_all(results, [emulated_twin])
+    text = report(results, "binaryconnect-mnist")[0].read_text()
+    both = det_arithmetic == "packed"
+    assert ("Emulated and packed rows: “det, emulated” computed on float32" in text) == both
+    assert ("“det” ran the products" in text) == both
+    assert ("Why binary is not faster here" in text) == (not both)

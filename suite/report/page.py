@@ -23,6 +23,21 @@ EMULATED = ("Why binary is not faster here: these quantized layers computed on f
             "plus the quantization; × float time is measured in these runs.")
 
 
+def _arithmetic_note(emulated: list[str], packed: list[str]) -> str:
+    """Which quantized rows ran emulated and which packed, where both stand in one table."""
+    if not packed:
+        return EMULATED
+    def quoted(labels):
+        return ", ".join(f"“{label}”" for label in labels)
+
+    return (f"Emulated and packed rows: {quoted(emulated)} computed on float32 values (±1 or k-bit values "
+            "through the float model's matrix products: the float work plus the quantization); "
+            f"{quoted(packed)} ran the products whose weights and inputs are both quantized on the bit-packed CPU "
+            "kernels (XNOR-popcount, bit-serial): the same products to float rounding (exact integer parts), so "
+            "their runs differ from the emulated ones as runs of two seeds do; a layer with a real-valued input (the "
+            "first) stays float32. × float time is measured in these runs.")
+
+
 def _baselines(resolved: dict, folder: Path | None):
     """(the spec's baselines table or None, why it is missing or None)."""
     if resolved["baselines"] == "none":  # a study with no published numbers says baselines = "none"
@@ -113,8 +128,8 @@ def render_training(records: list[dict], problems: list, plot: str | None,
         out += [f"![learning curves]({plot})", ""]
     notes = [f"The {RULE}."] if "verdict" in table and table["verdict"].str.startswith(("within", "outside")).any() \
         else []
-    if facts.quantized_emulated and "× float time" in table and (table["× float time"] != "–").any():
-        notes.append(EMULATED)
+    if facts.emulated and "× float time" in table and (table["× float time"] != "–").any():
+        notes.append(_arithmetic_note(facts.emulated, facts.packed))
     if facts.reference:
         notes += _reference_notes(facts.reference)
     notes += _common_notes(resolved, facts.left_out, facts.not_completed, problems)

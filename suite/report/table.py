@@ -75,7 +75,8 @@ class Facts:
     baselines: list = field(default_factory=list)  # the cited rows, numbered [1], [2], ...
     linked: set = field(default_factory=set)
     reference: dict | None = None
-    quantized_emulated: bool = False  # a quantized variant ran on float32 arithmetic
+    emulated: list = field(default_factory=list)  # labels of quantized variants run on float32 arithmetic
+    packed: list = field(default_factory=list)  # labels of quantized variants run on the bit-packed kernels
 
 
 @dataclass
@@ -201,8 +202,9 @@ def profile_table(records: list[dict], baselines: pd.DataFrame | None) -> tuple[
         facts.data, facts.scaled_down = done[-1]["data"], done[-1]["spec"]["scaled_down"]
         _note_provenance(done, facts)
         v = info.get(name, {})
-        if _is_quantized(v) and all(r["model"].get("arithmetic", "emulated") == "emulated" for r in done):
-            facts.quantized_emulated = True
+        if _is_quantized(v):
+            emulated = all(r["model"].get("arithmetic", "emulated") == "emulated" for r in done)
+            (facts.emulated if emulated else facts.packed).append(v.get("label") or name)
         rows.append(_row(name, done, v, _paper(v.get("baseline"), baselines, facts), facts, columns))
         secs = statistics.fmean(r["summary"]["median_epoch_seconds"] for r in done)
         cuda = [r["summary"]["peak_cuda_mb"] for r in done if r["summary"].get("peak_cuda_mb") is not None]
