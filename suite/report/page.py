@@ -23,19 +23,20 @@ EMULATED = ("Why binary is not faster here: these quantized layers computed on f
             "plus the quantization; × float time is measured in these runs.")
 
 
+def _quoted(labels: list[str]) -> str:
+    return ", ".join(f"“{label}”" for label in labels)
+
+
 def _arithmetic_note(emulated: list[str], packed: list[str]) -> str:
     """Which quantized rows ran emulated and which packed, where both stand in one table."""
     if not packed:
         return EMULATED
-    def quoted(labels):
-        return ", ".join(f"“{label}”" for label in labels)
-
-    return (f"Emulated and packed rows: {quoted(emulated)} computed on float32 values (±1 or k-bit values "
+    return (f"Emulated and packed rows: {_quoted(emulated)} computed on float32 values (±1 or k-bit values "
             "through the float model's matrix products: the float work plus the quantization); "
-            f"{quoted(packed)} ran the products whose weights and inputs are both quantized on the bit-packed CPU "
-            "kernels (XNOR-popcount, bit-serial): the same products to float rounding (exact integer parts), so "
-            "their runs differ from the emulated ones as runs of two seeds do; a layer with a real-valued input (the "
-            "first) stays float32. × float time is measured in these runs.")
+            f"{_quoted(packed)} ran the products whose weights and inputs are both quantized on the bit-packed CPU "
+            "kernels (XNOR-popcount, bit-serial), whose products equal the emulated ones to float rounding (exact "
+            "integer parts); a layer with a real-valued input (the first) stays float32. × float time is measured "
+            "in these runs.")
 
 
 def _baselines(resolved: dict, folder: Path | None):
