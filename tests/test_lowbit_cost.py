@@ -83,9 +83,9 @@ def test_the_whole_networks_are_the_reproductions_own():
     from suite.models import build_model
     from suite.studies import lowbit_cost_models as lcm
 
-    for name, spec_name, variant, prof in (("bnn_mlp", "bnn-mnist", "bnn", "quick"),
-                                            ("xnor_nin", "xnor-nin-cifar10", "xnor", "paper")):
-        spec = load_spec(reproductions_dir() / f"{spec_name}.toml", prof)
+    for name, spec_name, variant, profile in (("bnn_mlp", "bnn-mnist", "bnn", "quick"),
+                                               ("xnor_nin", "xnor-nin-cifar10", "xnor", "paper")):
+        spec = load_spec(reproductions_dir() / f"{spec_name}.toml", profile)
         v = next(v for v in spec.variants if v.name == variant)
         m = lcm.MODELS[name]
         torch.manual_seed(0)
