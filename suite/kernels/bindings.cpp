@@ -47,7 +47,9 @@ pybind11::dict cpu_features() {
 }
 
 // Tasks of about `work` units each run in chunks of at least 2^15 units: a small call stays on one
-// thread (a parallel region costs microseconds), a large one uses every thread.
+// thread (a parallel region costs microseconds), a large one uses every thread. The threads take chunks
+// from a shared counter rather than a fixed share each: a thread the machine delays for a while (a
+// virtual CPU descheduled, an interrupt) leaves its chunks to the others instead of holding up the call.
 void run(int64_t tasks, int64_t work, const std::function<void(int64_t, int64_t)>& f) {
   if (tasks <= 0) return;
   const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 15) / std::max<int64_t>(work, 1));
@@ -55,7 +57,13 @@ void run(int64_t tasks, int64_t work, const std::function<void(int64_t, int64_t)
     f(0, tasks);
     return;
   }
-  at::parallel_for(0, tasks, grain, f);
+  const int64_t chunks = (tasks + grain - 1) / grain;
+  std::atomic<int64_t> next{0};
+  at::parallel_for(0, std::min<int64_t>(chunks, at::get_num_threads()), 1, [&](int64_t, int64_t) {
+    for (int64_t c = next.fetch_add(1, std::memory_order_relaxed); c < chunks;
+         c = next.fetch_add(1, std::memory_order_relaxed))
+      f(c * grain, std::min(tasks, (c + 1) * grain));
+  });
 }
 
 int64_t words_for(int64_t len) { return (len + 63) / 64; }

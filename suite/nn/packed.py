@@ -34,6 +34,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from suite.fast_functions import fast
 from suite.kernels import dispatch
 from suite.kernels import matmul as kmatmul
 from suite.kernels.conv import conv2d as kconv2d
@@ -257,6 +258,9 @@ class _PackedConv(torch.autograd.Function):
         return out
 
 
+_packed_linear, _packed_conv = fast(_PackedLinear), fast(_PackedConv)
+
+
 def cached_weights(layer, p: Plan):
     """In evaluation without gradients: the layer's packed weights, made from its quantized weights
     once and reused while the weight tensor is unchanged (its version counter); otherwise None (the
@@ -282,9 +286,9 @@ def linear(xq: torch.Tensor, wq: torch.Tensor, bias, p: Plan, packed_w=None) -> 
     its scale)."""
     if xq.dim() != 2:
         lead = xq.shape[:-1]
-        return _PackedLinear.apply(xq.reshape(-1, xq.shape[-1]), wq, bias, p.x_form, p.w_form, packed_w).view(
+        return _packed_linear(xq.reshape(-1, xq.shape[-1]), wq, bias, p.x_form, p.w_form, packed_w).view(
             *lead, -1)
-    return _PackedLinear.apply(xq, wq, bias, p.x_form, p.w_form, packed_w)
+    return _packed_linear(xq, wq, bias, p.x_form, p.w_form, packed_w)
 
 
 class _SignAndPack(torch.autograd.Function):
@@ -309,6 +313,9 @@ class _SignAndPack(torch.autograd.Function):
         return tangent, None
 
 
+_sign_and_pack = fast(_SignAndPack)
+
+
 # weight quantizers whose forward is sign(w) with a straight-through gradient: their sign and its
 # packing in one pass while training (a linear layer's weights: one read of W instead of two)
 SIGN_STE_WEIGHTS = {BinaryConnect: lambda q: not q.stochastic}
@@ -321,7 +328,7 @@ def signed_and_packed_weights(layer, p: Plan):
     fits = SIGN_STE_WEIGHTS.get(type(q))
     if fits is None or not fits(q) or w is None or w.dim() != 2 or not _plain(w, None) or not w.is_contiguous():
         return None
-    signs, words = _SignAndPack.apply(w)
+    signs, words = _sign_and_pack(w)
     return signs, (as_panels(Packed(words, w.shape[1])), 1.0)
 
 
@@ -330,8 +337,8 @@ def conv2d(layer, xq: torch.Tensor, wq: torch.Tensor, bias, p: Plan) -> torch.Te
     unbatched = xq.dim() == 3
     if unbatched:
         xq = xq.unsqueeze(0)
-    y = _PackedConv.apply(xq.contiguous(), wq, bias, p.x_form, p.w_form, list(layer.stride),
-                          list(layer.padding), list(layer.dilation), layer.groups)
+    y = _packed_conv(xq.contiguous(), wq, bias, p.x_form, p.w_form, list(layer.stride), list(layer.padding),
+                     list(layer.dilation), layer.groups)
     return y.squeeze(0) if unbatched else y
 
 

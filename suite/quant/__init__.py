@@ -58,7 +58,8 @@ torch's global generator, which the harness seeds.
 To add one: write the module in the file of its family, decorate its class with ``@register``,
 give it a stable `name`, its `roles` and `bits`, quote its paper equation in the docstring, write
 every autograd Function with `forward`, `setup_context`, `backward`, `jvp` and
-``generate_vmap_rule = True`` (the forward-gradient method vmaps its jvps), and add a test that
+``generate_vmap_rule = True`` (the forward-gradient method vmaps its jvps), call it through
+``suite.fast_functions.fast(cls)`` (torch's own apply costs ~20 us a call more), and add a test that
 computes a small case by hand. Attribute ``bits`` is the precision at inference (weights for a
 weight quantizer, activations for an input quantizer), used by the bit accounting; a weight
 quantizer that keeps float scales beside its weights says how many with ``stored_scales(weight)``.

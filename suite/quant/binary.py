@@ -6,6 +6,7 @@ import math
 import torch
 import torch.nn as nn
 
+from suite.fast_functions import fast
 from suite.quant import fused, packing
 from suite.quant.noise import random_int16
 from suite.quant.registry import register
@@ -93,6 +94,9 @@ class _BinarizeStochastic(StraightThrough):
         return sign_pm1(d, out=d) if h is None else sign_pm1(d, h, out=d)
 
 
+_binarize_deterministic, _binarize_stochastic = fast(_BinarizeDeterministic), fast(_BinarizeStochastic)
+
+
 class _SignSTE(torch.autograd.Function):
     """q = sign(r) forward (sign(0) = +1); g_r = g_q * 1_{|r| <= 1} backward, and the same mask
     on the tangent in forward mode (BNN's straight-through estimator of hard_tanh)."""
@@ -140,12 +144,15 @@ class _SignSTEMasked(_SignSTE):
         return tangent * mask
 
 
+_sign_ste, _sign_ste_masked = fast(_SignSTE), fast(_SignSTEMasked)
+
+
 def sign_ste(x: torch.Tensor, packed: bool = False) -> torch.Tensor:
     """sign(x) (sign(0) = +1) with BNN's straight-through estimator, g_x = g * 1_{|x| <= 1}; with
     `packed`, saving the mask instead of x and marking the output as 1-bit codes (`packing`)."""
     if not packed:
-        return _SignSTE.apply(x)
-    return packing.mark(_SignSTEMasked.apply(x), 1, 2.0, -1.0)
+        return _sign_ste(x)
+    return packing.mark(_sign_ste_masked(x), 1, 2.0, -1.0)
 
 
 @register
@@ -217,8 +224,8 @@ class BinaryConnect(nn.Module):
         h = None if self.unit == 1.0 else self.unit
         args = (w,) if h is None else (w, h)
         if not self.stochastic:
-            return self._mark(_BinarizeDeterministic.apply(*args))
-        return self._mark(_BinarizeStochastic.apply(*args)) if self.training else w
+            return self._mark(_binarize_deterministic(*args))
+        return self._mark(_binarize_stochastic(*args)) if self.training else w
 
     def _mark(self, wb):
         """+-h: 1-bit codes c where the layer saves in bits (`packed`), w_b = 2h c - h."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from suite.fast_functions import fast
 from suite.quant import fused, packing
 from suite.quant.binary import inside, sign_pm1
 from suite.quant.noise import uniform_centered
@@ -55,6 +56,9 @@ class _BinaryMeanScaled(StraightThrough):
         buf = torch.abs(w)
         e = buf.sum().div_(w.numel())
         return sign_pm1(w, e, out=buf)  # sign(W) E written over the |W| buffer: one fresh tensor
+
+
+_binary_mean_scaled = fast(_BinaryMeanScaled)
 
 
 class _TanhQuantize(torch.autograd.Function):
@@ -119,6 +123,9 @@ class _TanhQuantize(torch.autograd.Function):
         return out, None, None, None
 
 
+_tanh_quantize = fast(_TanhQuantize)
+
+
 @register
 class DoReFaWeight(nn.Module):
     """DoReFa-Net weight quantizer f_w^k (Sec. 2.3).
@@ -149,8 +156,8 @@ class DoReFaWeight(nn.Module):
         if k == 32:
             return w
         if k == 1:
-            return _BinaryMeanScaled.apply(w)
-        return _TanhQuantize.apply(w, k)[0]
+            return _binary_mean_scaled(w)
+        return _tanh_quantize(w, k)[0]
 
     def stored_scales(self, weight: torch.Tensor) -> int:
         """E(|W|) for k = 1; the k-bit levels of [-1, 1] need no scale."""
@@ -186,6 +193,9 @@ class _ClipQuantize(torch.autograd.Function):
         return tangent * inside(x, 0.0, 1.0)  # not in place: the tangent may be batched (vmap)
 
 
+_clip_quantize = fast(_ClipQuantize)
+
+
 class _ClipQuantizeMasked(_ClipQuantize):
     """_ClipQuantize saving the mask 1_{0 <= r <= 1} (bool; 1 bit under `packing.saving_in_bits`)
     instead of r: the same gradient for every finite r."""
@@ -205,6 +215,9 @@ class _ClipQuantizeMasked(_ClipQuantize):
     def jvp(ctx, tangent, _):
         (mask,) = ctx.saved_tensors
         return tangent * mask
+
+
+_clip_quantize_masked = fast(_ClipQuantizeMasked)
 
 
 @register
@@ -233,9 +246,9 @@ class DoReFaActivation(nn.Module):
         if self.bits == 32:
             return x
         if not self.packed or self.bits > 8:
-            return _ClipQuantize.apply(x, self.bits)
+            return _clip_quantize(x, self.bits)
         n = 2**self.bits - 1
-        return packing.mark(_ClipQuantizeMasked.apply(x, self.bits), self.bits, 1.0, 0.0, n)  # round(.) / n
+        return packing.mark(_clip_quantize_masked(x, self.bits), self.bits, 1.0, 0.0, n)  # round(.) / n
 
     def extra_repr(self) -> str:
         return f"bits={self.bits}" + (", packed=True" if self.packed else "")
@@ -281,6 +294,9 @@ class _GradientQuantize(torch.autograd.Function):
         return tangent
 
 
+_gradient_quantize = fast(_GradientQuantize)
+
+
 @register
 class DoReFaGradient(nn.Module):
     """DoReFa-Net gradient quantizer f_g^k (Sec. 2.5), the G of W/A/G, applied by a quantized layer
@@ -306,7 +322,7 @@ class DoReFaGradient(nn.Module):
         # without a reverse-mode graph (eval, no_grad, forward-mode AD) there is nothing to quantize
         if self.bits == 32 or not x.requires_grad:
             return x
-        return _GradientQuantize.apply(x, self.bits)
+        return _gradient_quantize(x, self.bits)
 
     def extra_repr(self) -> str:
         return f"bits={self.bits}"

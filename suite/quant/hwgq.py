@@ -48,6 +48,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from suite.fast_functions import fast
 from suite.quant.registry import register
 
 UNIFORM_STEPS = {1: 0.799, 2: 0.538, 3: 0.3217}
@@ -107,6 +108,9 @@ class _HWGQ(torch.autograd.Function):
         return tangent * surrogate_derivative(x, ctx.top, ctx.backward)  # not in place: may be batched
 
 
+_hwgq = fast(_HWGQ)
+
+
 @register
 class HWGQ(nn.Module):
     """HWGQ activation quantizer, ``hwgq(bits=2, backward="clipped", levels="uniform")``: the
@@ -136,7 +140,7 @@ class HWGQ(nn.Module):
 
     def forward(self, x):
         levels, thr = self._table(x)
-        return _HWGQ.apply(x, levels, thr, self.levels[-1], self.backward)
+        return _hwgq(x, levels, thr, self.levels[-1], self.backward)
 
     def extra_repr(self) -> str:
         return f"bits={self.bits}, backward={self.backward}, levels={self.levels_name}"

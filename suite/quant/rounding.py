@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from suite.fast_functions import fast
 from suite.quant.noise import uniform_centered
 from suite.quant.registry import register
 from suite.quant.ste import StraightThrough
@@ -38,6 +39,9 @@ class _NearestRound(_StochasticRound):
         return x.sub(beta).mul_(n / alpha).round_().mul_(alpha / n).add_(beta)
 
 
+_stochastic_round, _nearest_round = fast(_StochasticRound), fast(_NearestRound)
+
+
 @register
 class StochasticRound(nn.Module):
     """Stochastic k-bit quantization over the tensor's range, as in the DoReFa authors' slides
@@ -64,7 +68,7 @@ class StochasticRound(nn.Module):
         self.bits = bits
 
     def forward(self, x):
-        return (_StochasticRound if self.training else _NearestRound).apply(x, self.bits)
+        return (_stochastic_round if self.training else _nearest_round)(x, self.bits)
 
     def stored_scales(self, weight: torch.Tensor) -> int:
         return 2  # alpha and beta

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from suite.fast_functions import fast
 from suite.quant.registry import register
 from suite.quant.ste import StraightThrough
 
@@ -21,6 +22,9 @@ class _Ternarize(StraightThrough):
         # torch.sign, not sign_pm1: W = 0 is never kept (0 > delta >= 0 is false), so sign(0)
         # never reaches the output
         return torch.sign(w).mul_(keep).mul_(alpha)
+
+
+_ternarize = fast(_Ternarize)
 
 
 @register
@@ -47,7 +51,7 @@ class Ternary(nn.Module):
         self.threshold = float(threshold)
 
     def forward(self, w):
-        return _Ternarize.apply(w, self.threshold)
+        return _ternarize(w, self.threshold)
 
     def stored_scales(self, weight: torch.Tensor) -> int:
         return 1  # alpha

@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from suite.fast_functions import fast
 from suite.quant import fused
 from suite.quant.binary import pass_where_pm1, sign_pm1, sign_ste
 from suite.quant.registry import register
@@ -77,6 +78,9 @@ class _SignAndScale(torch.autograd.Function):
         return pass_where_pm1(tangent, w), t_alpha
 
 
+_sign_and_scale = fast(_SignAndScale)
+
+
 class _ScaledSignFused(torch.autograd.Function):
     """W~ = alpha sign(W) by the fused CPU kernels (`suite.quant.fused`): one pass over W forward,
     one over the gradient backward, and the layer's own matrix product (bias fused) in between.
@@ -114,6 +118,9 @@ class _ScaledSignFused(torch.autograd.Function):
     def jvp(ctx, tangent, _):
         w, alpha = ctx.saved_tensors
         return _bwn_jacobian(tangent, w, alpha), None
+
+
+_scaled_sign_fused = fast(_ScaledSignFused)
 
 
 def _bwn_jacobian(t: torch.Tensor, w: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
@@ -191,8 +198,8 @@ class XNORWeight(nn.Module):
         if self.project:
             project_latent_weights(w)
         if _fused(w):
-            return _ScaledSignFused.apply(w, True)[0], None
-        b, alpha = _SignAndScale.apply(w)
+            return _scaled_sign_fused(w, True)[0], None
+        b, alpha = _sign_and_scale(w)
         if scale_output:
             return b, alpha
         return b * alpha.view(-1, *(1,) * (w.dim() - 1)), None
@@ -201,8 +208,8 @@ class XNORWeight(nn.Module):
         if self.project:
             project_latent_weights(w)
         if _fused(w):
-            return _ScaledSignFused.apply(w, False)[0]
-        b, alpha = _SignAndScale.apply(w)
+            return _scaled_sign_fused(w, False)[0]
+        b, alpha = _sign_and_scale(w)
         return b * alpha.view(-1, *(1,) * (w.dim() - 1))
 
     def stored_scales(self, weight: torch.Tensor) -> int:
