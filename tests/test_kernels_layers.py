@@ -16,6 +16,7 @@ from suite.quant import build_quantizer
 
 METHODS = {  # name -> (weight quantizer, input quantizer)
     "bnn": ("binaryconnect", "bnn_sign"),
+    "bnn_h": ("binaryconnect(scale=0.5)", "bnn_sign"),  # binary values +-h, h != 1
     "xnor": ("xnor_weight", "xnor_input"),            # alpha per channel and the K map
     "xnor_no_k": ("xnor_weight", "bnn_sign"),         # the NIN reimplementation's variant
     "dorefa_w1a1": ("dorefa_weight(bits=1)", "dorefa_activation(bits=1)"),

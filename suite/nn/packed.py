@@ -316,9 +316,9 @@ class _SignAndPack(torch.autograd.Function):
 _sign_and_pack = fast(_SignAndPack)
 
 
-# weight quantizers whose forward is sign(w) with a straight-through gradient: their sign and its
-# packing in one pass while training (a linear layer's weights: one read of W instead of two)
-SIGN_STE_WEIGHTS = {BinaryConnect: lambda q: not q.stochastic}
+# weight quantizers whose forward is sign(w) (values +-1) with a straight-through gradient: their sign
+# and its packing in one pass while training (a linear layer's weights: one read of W instead of two)
+SIGN_STE_WEIGHTS = {BinaryConnect: lambda q: not q.stochastic and q.unit == 1.0}
 
 
 def signed_and_packed_weights(layer, p: Plan):
