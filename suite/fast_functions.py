@@ -24,7 +24,7 @@ _transforms_active = torch._C._are_functorch_transforms_active
 def fast(cls: type[torch.autograd.Function]) -> Callable:
     """The apply of the new-style Function `cls` (positional arguments), without the per-call
     argument binding outside torch.func's transforms."""
-    if not hasattr(cls, "setup_context") or cls.setup_context is torch.autograd.Function.setup_context:
+    if cls.setup_context is torch.autograd.Function.setup_context:
         raise TypeError(f"{cls.__name__} is not a new-style Function (no setup_context): call its apply")
     params = list(inspect.signature(cls.forward).parameters.values())
     if any(p.kind not in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params):
