@@ -25,11 +25,11 @@ from timing import interleaved_samples, record
 from suite.models import MODELS
 from suite.nn import QuantConfig
 from suite.spec import TrainSpec
-from suite.train import METHODS
+from suite.train import METHODS, directions
 from suite.train.losses import LOSSES
 
 
-def _trainer(model_name: str, method: str, k: int = 1, batched: bool = False):
+def _trainer(model_name: str, method: str, k: int = 1, batched: bool = False, fused_adam: bool = False):
     torch.manual_seed(0)
     loss = F.cross_entropy
     if model_name == "vgg16":
@@ -45,7 +45,7 @@ def _trainer(model_name: str, method: str, k: int = 1, batched: bool = False):
     g = torch.Generator().manual_seed(0)
     x = torch.randn(batch * steps, *shape, generator=g)
     y = torch.randint(0, 10, (batch * steps,), generator=g)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4, fused=True if fused_adam else None)
     train = TrainSpec(epochs=1, batch_size=batch, lr_start=1e-4, method=method, num_directions=k,
                       batched_directions=batched)
     trainer = METHODS[method](model, opt, loss, train, [])
@@ -69,6 +69,27 @@ def test_forward_gradient_step_vs_backprop_mlp3x1024(benchmark):
            "fg10_batched": _trainer("mlp3x1024", "forward_gradient", 10, True)}
     samples = benchmark.pedantic(interleaved_samples, args=(fns, 20), rounds=1, iterations=1)
     print(record(benchmark, samples, [("fg1", "backprop"), ("fg10_batched", "backprop")]))
+
+
+@pytest.mark.extended
+def test_forward_gradient_step_vs_backprop_mlp_fused_adam(benchmark):
+    """The gate's MNIST MLP with torch's fused Adam for both methods (one kernel over all parameters;
+    on the CPU torch's default Adam loops over the parameters tensor by tensor): the optimizer's share
+    of a step shrinks, so the forward gradient's own extra work (drawing the direction) weighs more.
+    The default-Adam pair runs beside it, and `draw`: the step's gaussian direction alone (one draw per
+    step of a chunk), work backprop does not do, as a share of a backprop step."""
+    fns = {"backprop": _trainer("mlp", "backprop"), "fg1": _trainer("mlp", "forward_gradient"),
+           "backprop_fused": _trainer("mlp", "backprop", fused_adam=True),
+           "fg1_fused": _trainer("mlp", "forward_gradient", fused_adam=True)}
+    d = sum(p.numel() for p in MODELS["mlp"](num_classes=10, in_shape=(1, 28, 28), quant=QuantConfig(),
+                                               hidden=[1024, 1024], batchnorm=False).parameters())
+    direction = torch.empty(d)
+    fns["draw"] = lambda: [directions.fill(direction, key, 0, "gaussian") for key in range(10)]  # 10 steps a chunk
+    samples = benchmark.pedantic(interleaved_samples, args=(fns, 20), rounds=1, iterations=1)
+    print(record(benchmark, samples, [("fg1", "backprop"), ("fg1_fused", "backprop_fused"),
+                                      ("backprop_fused", "backprop"), ("draw", "backprop"),
+                                      ("draw", "backprop_fused")], direction_numbers=d,
+                 direction_sampler=directions.status()))
 
 
 @pytest.mark.extended
