@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn as nn
-from timing import chunked, interleaved_samples, record_chunks
+from timing import chunked, interleaved_samples, page_faults, record_chunks
 
 import suite.kernels as K
 from suite.data import load_splits
@@ -120,13 +120,14 @@ def test_bnn_linear_training_step(benchmark):
                 m(x).backward(g)
         return run
 
-    fns = {"float": steps(float_layer), "packed": steps(packed), "emulated": steps(emulated)}
-    fns["packed"]()
+    raw = {"float": steps(float_layer), "packed": steps(packed), "emulated": steps(emulated)}
+    raw["packed"]()
     assert packed.arithmetic_used.startswith("packed")
-    fns, n = chunked(fns, 0.05)
+    fns, n = chunked(raw, 0.05)
     samples = interleaved_samples(fns, 15)
+    faults = {k: v / 5 for k, v in page_faults(raw).items()}
     record_chunks(benchmark, samples, n, [("packed", "float"), ("emulated", "float"), ("packed", "emulated")],
-                  unlike=("packed",), kernels=K.status(), steps_per_call=5)
+                  unlike=("packed",), kernels=K.status(), steps_per_call=5, minor_page_faults_per_step=faults)
 
 
 def test_bnn_mnist_quick_training_steps(benchmark):
@@ -159,8 +160,10 @@ def test_bnn_mnist_quick_training_steps(benchmark):
         fns[name] = (lambda m, o, c: lambda: train_epoch(m, o, squared_hinge, x, y, batches, c))(model, opt, clip)
     fns["packed"]()
     used = arithmetic_summary(models["packed"])
-    fns, n = chunked(fns, 0.2)
+    raw = fns
+    fns, n = chunked(raw, 0.2)
     samples = interleaved_samples(fns, 8)
+    faults = {k: v / 20 for k, v in page_faults(raw).items()}  # where a step's new tensors cost page faults
     record_chunks(benchmark, samples, n, [("packed", "float"), ("emulated", "float"), ("packed", "emulated")],
                   unlike=("packed",), kernels=K.status(), data=source, steps_per_call=20, batch=100,
-                  arithmetic_used=used)
+                  arithmetic_used=used, minor_page_faults_per_step=faults)

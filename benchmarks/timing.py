@@ -57,6 +57,23 @@ def chunked(fns: dict, seconds: float) -> tuple[dict, int]:
     return {k: repeat(f) for k, f in fns.items()}, n
 
 
+def page_faults(fns: dict, calls: int = 2) -> dict[str, float]:
+    """Minor page faults per call of each function, the mean of `calls` calls (getrusage): memory the
+    process maps anew on every call, where the C library gave freed memory back to the system and a
+    new tensor's first write must fault its pages in again. {} where getrusage is missing (Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return {}
+    out = {}
+    for name, fn in fns.items():
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        for _ in range(calls):
+            fn()
+        out[name] = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / calls
+    return out
+
+
 def record_chunks(benchmark, samples: dict, n: int, ratios: list[tuple[str, str]], **info) -> dict:
     """`record` for samples of `chunked` functions (n calls a chunk), with the threads noted and one
     summary line printed (time per call); the fixture's one call is a no-op (the figures are above)."""
