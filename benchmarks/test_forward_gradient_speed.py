@@ -50,7 +50,11 @@ def _trainer(model_name: str, method: str, k: int = 1, batched: bool = False, fu
                       batched_directions=batched)
     trainer = METHODS[method](model, opt, loss, train, [])
     batches = list(torch.arange(len(x)).split(batch))
-    return lambda: trainer.epoch(x, y, batches).item()
+    def run():
+        return trainer.epoch(x, y, batches).item()
+
+    run.parameters = sum(p.numel() for p in model.parameters())  # a direction's length
+    return run
 
 
 @pytest.mark.parametrize("model_name,rounds", [("mlp", 20), ("vgg16", 8)])
@@ -81,8 +85,7 @@ def test_forward_gradient_step_vs_backprop_mlp_fused_adam(benchmark):
     fns = {"backprop": _trainer("mlp", "backprop"), "fg1": _trainer("mlp", "forward_gradient"),
            "backprop_fused": _trainer("mlp", "backprop", fused_adam=True),
            "fg1_fused": _trainer("mlp", "forward_gradient", fused_adam=True)}
-    d = sum(p.numel() for p in MODELS["mlp"](num_classes=10, in_shape=(1, 28, 28), quant=QuantConfig(),
-                                               hidden=[1024, 1024], batchnorm=False).parameters())
+    d = fns["fg1"].parameters
     direction = torch.empty(d)
     fns["draw"] = lambda: [directions.fill(direction, key, 0, "gaussian") for key in range(10)]  # 10 steps a chunk
     samples = benchmark.pedantic(interleaved_samples, args=(fns, 20), rounds=1, iterations=1)
