@@ -54,6 +54,7 @@ def _trainer(model_name: str, method: str, k: int = 1, batched: bool = False, fu
         return trainer.epoch(x, y, batches).item()
 
     run.parameters = sum(p.numel() for p in model.parameters())  # a direction's length
+    run.steps = len(batches)  # steps a call
     return run
 
 
@@ -85,9 +86,9 @@ def test_forward_gradient_step_vs_backprop_mlp_fused_adam(benchmark):
     fns = {"backprop": _trainer("mlp", "backprop"), "fg1": _trainer("mlp", "forward_gradient"),
            "backprop_fused": _trainer("mlp", "backprop", fused_adam=True),
            "fg1_fused": _trainer("mlp", "forward_gradient", fused_adam=True)}
-    d = fns["fg1"].parameters
+    d, steps = fns["fg1"].parameters, fns["fg1"].steps
     direction = torch.empty(d)
-    fns["draw"] = lambda: [directions.fill(direction, key, 0, "gaussian") for key in range(10)]  # 10 steps a chunk
+    fns["draw"] = lambda: [directions.fill(direction, key, 0, "gaussian") for key in range(steps)]  # one a step
     samples = benchmark.pedantic(interleaved_samples, args=(fns, 20), rounds=1, iterations=1)
     print(record(benchmark, samples, [("fg1", "backprop"), ("fg1_fused", "backprop_fused"),
                                       ("backprop_fused", "backprop"), ("draw", "backprop"),
