@@ -218,6 +218,27 @@ def test_threads_follow_torch():
         torch.set_num_threads(before)
 
 
+def test_register_bound_does_the_work_it_counts():
+    """The benchmarks' bound of the AVX-512 tile's instructions (per word 16 x xor, popcount, add on
+    registers) returns the sum of its popcounts: the work was done, not left out by the compiler."""
+    if "avx512_vpopcntdq" not in K.supported():
+        pytest.skip("no AVX-512 VPOPCNTDQ on this CPU")
+    mask = 2**64 - 1
+
+    def per_word(seed):  # 4 rows x 4 vectors of 8 equal lanes, as the loop sets them up
+        lanes = [((seed + r + 1) ^ (seed * (2 * v + 3))) & mask for r in range(4) for v in range(4)]
+        return 8 * sum(bin(lane).count("1") for lane in lanes)
+
+    before = torch.get_num_threads()
+    try:
+        for threads, words in ((1, 1000), (2, 1001)):
+            torch.set_num_threads(threads)
+            shares = [words * (t + 1) // threads - words * t // threads for t in range(threads)]
+            assert build.load().xnor_register_bound(words) == sum(n * per_word(t + 1) for t, n in enumerate(shares))
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_forcing_a_build_the_cpu_lacks_is_refused(monkeypatch):
     missing = [name for name in K.ISAS if name not in K.supported()]
     with pytest.raises(ValueError, match="unknown build"):

@@ -401,6 +401,28 @@ Tensor conv(int64_t op, const Tensor& x, const Tensor& wt, int64_t cg, int64_t k
   return out;
 }
 
+// The bound of the AVX-512 product's instructions (lowbit.h, avx512_register_loop): `tile_words`
+// tile-words of register-only work shared by torch's threads, as the product shares its panels.
+int64_t xnor_register_bound(int64_t tile_words) {
+#if defined(__x86_64__) && defined(__GNUC__)
+  __builtin_cpu_init();
+  TORCH_CHECK(__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vpopcntdq"),
+              "this CPU has no AVX-512 VPOPCNTDQ");
+#endif
+  TORCH_CHECK(tile_words >= 0, "tile_words must be >= 0");
+  std::atomic<int64_t> sum{0};
+  const int64_t threads = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), tile_words));
+  at::parallel_for(0, threads, 1, [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; ++t) {
+      const int64_t n = tile_words * (t + 1) / threads - tile_words * t / threads;
+      const int64_t r = lowbit::avx512_register_loop(n, static_cast<uint64_t>(t) + 1);
+      TORCH_CHECK(r >= 0, "no AVX-512 build on this architecture");
+      sum += r;
+    }
+  });
+  return sum.load();
+}
+
 // How many threads a parallel_for over `tasks` tasks runs on (a test checks torch's count is used).
 int64_t threads_used(int64_t tasks) {
   std::atomic<uint64_t> seen{0};
@@ -427,4 +449,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("gemm_bits", &gemm_bits);
   m.def("conv", &conv);
   m.def("threads_used", &threads_used);
+  m.def("xnor_register_bound", &xnor_register_bound);
 }

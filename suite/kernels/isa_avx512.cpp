@@ -146,6 +146,30 @@ uint64_t sign_word_f32(const float* p) {
 
 }  // namespace
 
+namespace lowbit {
+int64_t avx512_register_loop(int64_t tile_words, uint64_t seed) {
+  __m512i acc[kMR][4], b[4], a[kMR];
+  for (int v = 0; v < 4; ++v) b[v] = _mm512_set1_epi64(static_cast<int64_t>(seed * (2 * v + 3)));
+  for (int r = 0; r < kMR; ++r) {
+    a[r] = _mm512_set1_epi64(static_cast<int64_t>(seed + r + 1));
+    for (int v = 0; v < 4; ++v) acc[r][v] = _mm512_setzero_si512();
+  }
+  for (int64_t i = 0; i < tile_words; ++i) {
+    for (int v = 0; v < 4; ++v) asm volatile("" : "+v"(b[v]));  // opaque: the compiler cannot hoist the work
+    for (int r = 0; r < kMR; ++r) {
+      __m512i av = a[r];
+      asm volatile("" : "+v"(av));
+      for (int v = 0; v < 4; ++v)
+        acc[r][v] = _mm512_add_epi64(acc[r][v], _mm512_popcnt_epi64(_mm512_xor_si512(av, b[v])));
+    }
+  }
+  __m512i s = _mm512_setzero_si512();
+  for (int r = 0; r < kMR; ++r)
+    for (int v = 0; v < 4; ++v) s = _mm512_add_epi64(s, acc[r][v]);
+  return _mm512_reduce_add_epi64(s);
+}
+}  // namespace lowbit
+
 #include "kernels_impl.h"
 
 #if defined(__clang__)
@@ -156,6 +180,7 @@ uint64_t sign_word_f32(const float* p) {
 
 #else  // not x86-64: no AVX-512 build
 namespace lowbit {
+int64_t avx512_register_loop(int64_t, uint64_t) { return -1; }
 const Kernels kAvx512 = {"avx512_vpopcntdq", false, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
                          nullptr, nullptr};
 }  // namespace lowbit

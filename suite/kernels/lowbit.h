@@ -122,4 +122,9 @@ extern const Kernels kAvx2;
 extern const Kernels kAvx512bw;
 extern const Kernels kAvx512;
 
+// Not a kernel: the AVX-512 tile's own instructions (per word 16 x xor, popcount, add) on registers
+// alone, `tile_words` times, for a benchmark's bound on what those instructions allow (isa_avx512.cpp;
+// -1 where that build has no code). Returns a sum, so that the work cannot be left out.
+int64_t avx512_register_loop(int64_t tile_words, uint64_t seed);
+
 }  // namespace lowbit
