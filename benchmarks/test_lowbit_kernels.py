@@ -75,7 +75,8 @@ def test_xnor_matmul_1024(benchmark, batch):
         fns[f"xnor_{name}"] = _xnor(name, a, b)
     bound = batch > 1 and "avx512_vpopcntdq" in _isas()
     if bound:  # the AVX-512 tile's instructions on registers alone, the product's count of them
-        tile_words = -(-batch // 4) * -(-1024 // 32) * a.words.shape[-1]
+        tile_rows, tile_cols = 4, 32  # suite/kernels/isa_avx512.cpp's tile
+        tile_words = -(-batch // tile_rows) * -(-w.shape[0] // tile_cols) * a.words.shape[-1]
         fns["register_bound"] = lambda: build.load().xnor_register_bound(tile_words)
     want = (torch.where(x >= 0, 1.0, -1.0) @ torch.where(w >= 0, 1.0, -1.0).T).int()
     assert torch.equal(fns["xnor"](), want)  # correctness, not time
