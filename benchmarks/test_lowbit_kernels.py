@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from timing import chunked, interleaved_samples, record_chunks
 
 import suite.kernels as K
-from suite.kernels import build
+from suite.kernels import build, dispatch
 from suite.kernels.conv import conv2d as packed_conv2d
 from suite.kernels.conv import pack_weights
 from suite.kernels.matmul import linear
@@ -52,6 +52,10 @@ def _isas():
     return [n for n in ("avx512_vpopcntdq", "avx512bw", "avx2") if n in K.supported()]
 
 
+def _register_bound(units, isa):
+    return lambda: build.load().xnor_register_bound(units, isa)
+
+
 def _xnor(name, a, b):
     def call():
         with K.forced(name):
@@ -63,8 +67,8 @@ def _xnor(name, a, b):
 def test_xnor_matmul_1024(benchmark, batch):
     """200 x 1024 times 1024 x 1024 (the MNIST MLP's hidden layer at the paper's batch), and one row
     called from Python (inference, batch 1). Every build the CPU has; the default one as `xnor`. At
-    batch 200 with AVX-512 VPOPCNTDQ, also `register_bound`: the product's count of the AVX-512 tile's
-    instructions (per word 16 x xor, popcount, add) on registers alone, no loads and no epilogue."""
+    batch 200, also `register_bound_<build>` for AVX-512 VPOPCNTDQ and AVX2: the product's count of that
+    build's tile instructions on registers alone, no loads and no epilogue (suite/kernels/lowbit.h)."""
     torch.manual_seed(0)
     x, w = torch.randn(batch, 1024), torch.randn(1024, 1024)
     a, b = K.pack_signs(x), K.pack_signs(w, "panels")
@@ -73,21 +77,24 @@ def test_xnor_matmul_1024(benchmark, batch):
     fns["xnor"] = lambda: K.xnor_matmul(a, b)
     for name in _isas():
         fns[f"xnor_{name}"] = _xnor(name, a, b)
-    bound = batch > 1 and "avx512_vpopcntdq" in _isas()
-    if bound:  # the AVX-512 tile's instructions on registers alone, the product's count of them
-        tile_rows, tile_cols = 4, 32  # suite/kernels/isa_avx512.cpp's tile
-        tile_words = -(-batch // tile_rows) * -(-w.shape[0] // tile_cols) * a.words.shape[-1]
-        fns["register_bound"] = lambda: build.load().xnor_register_bound(tile_words)
+    # at batch 200: each build's tile instructions on registers alone, the product's count of them (a
+    # unit: a tile's rows x its lanes x one word, suite/kernels/lowbit.h)
+    tiles = {"avx512_vpopcntdq": (4, 32), "avx2": (7, 4)}
+    bounds = [name for name in tiles if name in _isas()] if batch > 1 else []
+    for name in bounds:
+        rows, lanes = tiles[name]
+        units = -(-batch // rows) * -(-w.shape[0] // lanes) * a.words.shape[-1]
+        fns[f"register_bound_{name}"] = _register_bound(units, dispatch.ISAS.index(name))
     want = (torch.where(x >= 0, 1.0, -1.0) @ torch.where(w >= 0, 1.0, -1.0).T).int()
     assert torch.equal(fns["xnor"](), want)  # correctness, not time
     fns, n = chunked(fns, 0.002)
     samples = interleaved_samples(fns, 25 if batch > 1 else 40)
     samples, best = _with_float_best(samples, floats)
     pairs = [("xnor", "float")] + [("xnor", f) for f in floats] + [(f"xnor_{n}", "float") for n in _isas()]
-    if bound:  # how near the kernel runs to its instructions' bound, and the most binary could gain here
-        pairs += [("xnor_avx512_vpopcntdq", "register_bound"), ("register_bound", "float")]
+    for name in bounds:  # how near each build runs to its instructions' bound, and the most it could gain
+        pairs += [(f"xnor_{name}", f"register_bound_{name}"), (f"register_bound_{name}", "float")]
     record_chunks(benchmark, samples, n, pairs,
-                  unlike=tuple(k for k in samples if k.startswith("xnor") or k == "register_bound"),
+                  unlike=tuple(k for k in samples if k.startswith(("xnor", "register_bound"))),
                   float_best=best, kernels=K.status(), shape=[batch, 1024, 1024])
 
 

@@ -218,23 +218,33 @@ def test_threads_follow_torch():
         torch.set_num_threads(before)
 
 
-def test_register_bound_does_the_work_it_counts():
-    """The benchmarks' bound of the AVX-512 tile's instructions (per word 16 x xor, popcount, add on
-    registers) returns the sum of its popcounts: the work was done, not left out by the compiler."""
-    if "avx512_vpopcntdq" not in K.supported():
-        pytest.skip("no AVX-512 VPOPCNTDQ on this CPU")
+def test_register_bounds_do_the_work_they_count():
+    """The benchmarks' register-only bounds of the AVX-512 and AVX2 tiles' instructions (suite/kernels/
+    lowbit.h) return the sum of their bit counts: the work was done, not left out by the compiler."""
     mask = 2**64 - 1
 
-    def per_word(seed):  # 4 rows x 4 vectors of 8 equal lanes, as the loop sets them up
-        lanes = [((seed + r + 1) ^ (seed * (2 * v + 3))) & mask for r in range(4) for v in range(4)]
-        return 8 * sum(bin(lane).count("1") for lane in lanes)
+    def ones(v):
+        return bin(v & mask).count("1")
 
+    def avx512_word(seed):  # 4 rows x 4 vectors of 8 equal lanes, as the loop sets them up
+        return 8 * sum(ones((seed + r + 1) ^ (seed * (2 * v + 3))) for r in range(4) for v in range(4))
+
+    def avx2_word(seed):  # 6 rows, A's and B's nibbles, 4 equal lanes
+        low, x = 0x0F0F0F0F0F0F0F0F, seed * 7
+        return 4 * sum(ones(((seed + r) ^ x) & low) + ones(((seed * 3 + r) ^ (x >> 4)) & low) for r in range(6))
+
+    builds = [(i, f) for i, name, f in ((3, "avx512_vpopcntdq", avx512_word), (1, "avx2", avx2_word))
+              if name in K.supported()]
+    if not builds:
+        pytest.skip("neither AVX-512 VPOPCNTDQ nor AVX2 on this CPU")
     before = torch.get_num_threads()
     try:
-        for threads, words in ((1, 1000), (2, 1001)):
-            torch.set_num_threads(threads)
-            shares = [words * (t + 1) // threads - words * t // threads for t in range(threads)]
-            assert build.load().xnor_register_bound(words) == sum(n * per_word(t + 1) for t, n in enumerate(shares))
+        for isa, per_word in builds:
+            for threads, words in ((1, 1000), (2, 1001)):
+                torch.set_num_threads(threads)
+                shares = [words * (t + 1) // threads - words * t // threads for t in range(threads)]
+                want = sum(n * per_word(t + 1) for t, n in enumerate(shares))
+                assert build.load().xnor_register_bound(words, isa) == want, (isa, threads)
     finally:
         torch.set_num_threads(before)
 

@@ -401,22 +401,24 @@ Tensor conv(int64_t op, const Tensor& x, const Tensor& wt, int64_t cg, int64_t k
   return out;
 }
 
-// The bound of the AVX-512 product's instructions (lowbit.h, avx512_register_loop): `tile_words`
-// tile-words of register-only work shared by torch's threads, as the product shares its panels.
-int64_t xnor_register_bound(int64_t tile_words) {
+// The bound of a product's instructions (lowbit.h, the register loops): `words` units of the AVX-512
+// tile's (isa 3) or the AVX2 split tile's (isa 1) register-only work, shared evenly by torch's threads.
+int64_t xnor_register_bound(int64_t words, int64_t isa) {
+  TORCH_CHECK(isa == 1 || isa == 3, "a register bound exists for the AVX2 (1) and AVX-512 VPOPCNTDQ (3) builds");
 #if defined(__x86_64__) && defined(__GNUC__)
   __builtin_cpu_init();
-  TORCH_CHECK(__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vpopcntdq"),
-              "this CPU has no AVX-512 VPOPCNTDQ");
+  TORCH_CHECK(isa == 1 ? bool(__builtin_cpu_supports("avx2"))
+                       : __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vpopcntdq"),
+              "this CPU lacks the instructions of build ", isa);
 #endif
-  TORCH_CHECK(tile_words >= 0, "tile_words must be >= 0");
+  TORCH_CHECK(words >= 0, "words must be >= 0");
+  auto loop = isa == 1 ? lowbit::avx2_register_loop : lowbit::avx512_register_loop;
   std::atomic<int64_t> sum{0};
-  const int64_t threads = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), tile_words));
+  const int64_t threads = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), words));
   at::parallel_for(0, threads, 1, [&](int64_t b, int64_t e) {
     for (int64_t t = b; t < e; ++t) {
-      const int64_t n = tile_words * (t + 1) / threads - tile_words * t / threads;
-      const int64_t r = lowbit::avx512_register_loop(n, static_cast<uint64_t>(t) + 1);
-      TORCH_CHECK(r >= 0, "no AVX-512 build on this architecture");
+      const int64_t r = loop(words * (t + 1) / threads - words * t / threads, static_cast<uint64_t>(t) + 1);
+      TORCH_CHECK(r >= 0, "no build ", isa, " on this architecture");
       sum += r;
     }
   });

@@ -188,6 +188,39 @@ uint64_t sign_word_f32(const float* p) {
 
 }  // namespace
 
+namespace lowbit {
+int64_t avx2_register_loop(int64_t group_words, uint64_t seed) {
+  const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
+                                       0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
+  const __m256i low = _mm256_set1_epi8(0x0f), zero = _mm256_setzero_si256();
+  __m256i acc[kVR], as[kVR][2], sum = zero, x = _mm256_set1_epi64x(static_cast<int64_t>(seed * 7));
+  for (int r = 0; r < kVR; ++r) {  // A's nibbles, as the split tile holds them
+    acc[r] = zero;
+    as[r][0] = _mm256_and_si256(_mm256_set1_epi64x(static_cast<int64_t>(seed + r)), low);
+    as[r][1] = _mm256_and_si256(_mm256_set1_epi64x(static_cast<int64_t>(seed * 3 + r)), low);
+  }
+  for (int64_t i = 0; i < group_words; ++i) {
+    asm volatile("" : "+x"(x));  // opaque: the compiler cannot hoist the work
+    const __m256i bl = _mm256_and_si256(x, low), bh = _mm256_and_si256(_mm256_srli_epi16(x, 4), low);
+    for (int r = 0; r < kVR; ++r) {
+      __m256i a0 = as[r][0], a1 = as[r][1];
+      asm volatile("" : "+x"(a0), "+x"(a1));
+      acc[r] = _mm256_add_epi8(acc[r], _mm256_shuffle_epi8(lut, _mm256_xor_si256(a0, bl)));
+      acc[r] = _mm256_add_epi8(acc[r], _mm256_shuffle_epi8(lut, _mm256_xor_si256(a1, bh)));
+    }
+    if (i % kChunk == kChunk - 1 || i == group_words - 1) {  // the byte counters summed, as after a pass
+      for (int r = 0; r < kVR; ++r) {
+        sum = _mm256_add_epi64(sum, _mm256_sad_epu8(acc[r], zero));
+        acc[r] = zero;
+      }
+    }
+  }
+  alignas(32) int64_t lanes[4];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), sum);
+  return lanes[0] + lanes[1] + lanes[2] + lanes[3];
+}
+}  // namespace lowbit
+
 #include "kernels_impl.h"
 
 #if defined(__clang__)
@@ -198,6 +231,7 @@ uint64_t sign_word_f32(const float* p) {
 
 #else  // not x86-64: no AVX2 build
 namespace lowbit {
+int64_t avx2_register_loop(int64_t, uint64_t) { return -1; }
 const Kernels kAvx2 = {"avx2", false, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr};
 }  // namespace lowbit
 #endif

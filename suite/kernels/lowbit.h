@@ -122,9 +122,13 @@ extern const Kernels kAvx2;
 extern const Kernels kAvx512bw;
 extern const Kernels kAvx512;
 
-// Not a kernel: the AVX-512 tile's own instructions (per word 16 x xor, popcount, add) on registers
-// alone, `tile_words` times, for a benchmark's bound on what those instructions allow (isa_avx512.cpp;
-// -1 where that build has no code). Returns a sum, so that the work cannot be left out.
+// Not kernels: a tile's own instructions on registers alone, for a benchmark's bound on what those
+// instructions allow (-1 where that build has no code); each returns a sum, so that the work cannot be
+// left out. AVX-512 (isa_avx512.cpp): `tile_words` times per word 16 x xor, popcount, add. AVX2
+// (isa_avx2.cpp): `group_words` times the split tile's vector rows on one word of 4 lanes (B's nibble
+// split, then 6 x (2 xor, 2 vpshufb, 2 byte adds)), the byte counters summed every 16 words; the
+// tile's 7th, scalar row runs on the integer units beside them and is left out.
 int64_t avx512_register_loop(int64_t tile_words, uint64_t seed);
+int64_t avx2_register_loop(int64_t group_words, uint64_t seed);
 
 }  // namespace lowbit
