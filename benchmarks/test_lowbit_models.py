@@ -108,6 +108,7 @@ def test_bnn_linear_training_step(benchmark):
         return QuantLinear(1024, 1024, **q)
 
     g = torch.randn(200, 1024)
+    per_call = 5  # steps
     float_layer = layer()
     packed = layer(weight_quantizer=build_quantizer("binaryconnect"), input_quantizer=build_quantizer("bnn_sign"))
     emulated = layer(weight_quantizer=build_quantizer("binaryconnect"), input_quantizer=build_quantizer("bnn_sign"),
@@ -115,7 +116,7 @@ def test_bnn_linear_training_step(benchmark):
 
     def steps(m):
         def run():
-            for _ in range(5):
+            for _ in range(per_call):
                 m.weight.grad = m.bias.grad = x.grad = None
                 m(x).backward(g)
         return run
@@ -125,9 +126,9 @@ def test_bnn_linear_training_step(benchmark):
     assert packed.arithmetic_used.startswith("packed")
     fns, n = chunked(raw, 0.05)
     samples = interleaved_samples(fns, 15)
-    faults = {k: v / 5 for k, v in page_faults(raw).items()}
+    faults = {k: v / per_call for k, v in page_faults(raw).items()}
     record_chunks(benchmark, samples, n, [("packed", "float"), ("emulated", "float"), ("packed", "emulated")],
-                  unlike=("packed",), kernels=K.status(), steps_per_call=5, minor_page_faults_per_step=faults)
+                  unlike=("packed",), kernels=K.status(), steps_per_call=per_call, minor_page_faults_per_step=faults)
 
 
 def test_bnn_mnist_quick_training_steps(benchmark):
@@ -149,7 +150,7 @@ def test_bnn_mnist_quick_training_steps(benchmark):
                       lr_scale="glorot")
     configs = {"float": (QuantConfig(), "relu"), "packed": (bnn, "identity"),
                "emulated": (dataclasses.replace(bnn, arithmetic="emulated"), "identity")}
-    fns, models = {}, {}
+    raw, models = {}, {}
     for name, (quant, activation) in configs.items():
         torch.manual_seed(1)
         model = mlp(num_classes=10, in_shape=(1, 28, 28), hidden=[1024] * 3, activation=activation, dropout=0.5,
@@ -157,13 +158,12 @@ def test_bnn_mnist_quick_training_steps(benchmark):
         opt = torch.optim.Adam(param_groups(model, 0.003))
         clip = latent_clip_targets(model)
         models[name] = model
-        fns[name] = (lambda m, o, c: lambda: train_epoch(m, o, squared_hinge, x, y, batches, c))(model, opt, clip)
-    fns["packed"]()
+        raw[name] = (lambda m, o, c: lambda: train_epoch(m, o, squared_hinge, x, y, batches, c))(model, opt, clip)
+    raw["packed"]()
     used = arithmetic_summary(models["packed"])
-    raw = fns
     fns, n = chunked(raw, 0.2)
     samples = interleaved_samples(fns, 8)
-    faults = {k: v / 20 for k, v in page_faults(raw).items()}  # where a step's new tensors cost page faults
+    faults = {k: v / len(batches) for k, v in page_faults(raw).items()}  # where a step's new tensors cost page faults
     record_chunks(benchmark, samples, n, [("packed", "float"), ("emulated", "float"), ("packed", "emulated")],
-                  unlike=("packed",), kernels=K.status(), data=source, steps_per_call=20, batch=100,
+                  unlike=("packed",), kernels=K.status(), data=source, steps_per_call=len(batches), batch=100,
                   arithmetic_used=used, minor_page_faults_per_step=faults)
